@@ -1,0 +1,208 @@
+/*
+ * store.h - the narrow interface to what mfagate keeps: users, factors, app
+ * passwords, single-use TOTP steps, audit events (and the tables later
+ * issues fill: trusted devices, challenges, web sessions).
+ *
+ * store.c is the only file that includes sqlite3.h; a PostgreSQL store can
+ * replace it by implementing these functions.  One struct store is one
+ * database connection, used by one thread at a time: each worker opens its
+ * own, and the CLI opens its own while the server runs.
+ *
+ * Conventions: every function returns STORE_OK (0) or a negative STORE_*
+ * code.  User names are passed already normalized (auth_normalize_user).
+ * Times are seconds since the epoch; 0 means "never"/"not set".  A users row
+ * is created only by store_user_ensure(), store_factor_add() and
+ * store_apppw_add() - never by a lookup.
+ *
+ * Durability: writes a person is shown (a new app password, a binding, a
+ * revocation, an admin audit row) commit with synchronous=FULL before the
+ * function returns.  Hot-path bookkeeping (last use of an app password, login
+ * audit rows) is queued with store_batch_*() and written by
+ * store_batch_flush() in one transaction.
+ */
+#ifndef MFA_STORE_H
+#define MFA_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_OK 0
+#define STORE_ERR (-1)        /* database error (logged) */
+#define STORE_NOTFOUND (-2)   /* no such row */
+#define STORE_CONFLICT (-3)   /* already there / already used */
+
+#define STORE_NAME_MAX 256    /* user names (= AUTH_USER_MAX) */
+#define STORE_LABEL_MAX 128   /* app password names, factor labels */
+#define STORE_KIND_MAX 16     /* "totp", "email", "wechat" */
+#define STORE_HASH_MAX 192    /* encoded argon2id string */
+#define STORE_LOCATOR_MAX 16
+#define STORE_SECRET_MAX 256  /* encrypted factor secret */
+#define STORE_ADDR_MAX 64
+#define STORE_PROTO_MAX 8
+#define STORE_EVENT_MAX 32
+#define STORE_DETAIL_MAX 256
+
+/* Queued bookkeeping beyond this is flushed at once by the call that queues. */
+#define STORE_BATCH_MAX 1024
+
+/* The current schema version (PRAGMA user_version after store_migrate). */
+#define STORE_SCHEMA_VERSION 1
+
+struct store;
+
+/* "<state_dir>/mfagate.db" into out; 0 or STORE_ERR if it does not fit. */
+int store_path(const char *state_dir, char *out, size_t outlen);
+
+/*
+ * Opens (creating it 0600 if missing) the database at path: WAL, a
+ * busy_timeout, foreign keys on.  Does not migrate.
+ */
+int store_open(const char *path, struct store **out);
+
+/* Flushes nothing (call store_batch_flush first), finalizes, closes. */
+void store_close(struct store *st);
+
+/*
+ * Applies the numbered migrations above PRAGMA user_version, each in one
+ * transaction.  Idempotent, and safe against a second process migrating at
+ * the same time.  Called once at start (auth_init_state) and by the CLI.
+ */
+int store_migrate(struct store *st);
+
+int store_schema_version(struct store *st, int *out);
+
+/*
+ * A number that changes whenever the database changed: SQLite's
+ * data_version (commits by other connections, other processes included)
+ * plus the changes this connection made itself.  Cheap; no table is read.
+ */
+int store_data_version(struct store *st, int64_t *out);
+
+/* --- users -------------------------------------------------------------- */
+
+/* The user's id, or STORE_NOTFOUND. */
+int store_user_id(struct store *st, const char *user, int64_t *id);
+
+/* The user's id, creating the row (web sign-in, bindings) if missing. */
+int store_user_ensure(struct store *st, const char *user, int64_t now, int64_t *id);
+
+/* --- factors ------------------------------------------------------------ */
+
+struct store_factor {
+    int64_t id;
+    char kind[STORE_KIND_MAX];
+    char label[STORE_LABEL_MAX];
+    unsigned char secret[STORE_SECRET_MAX];   /* as stored (encrypted) */
+    size_t secret_len;
+    int64_t created;
+    int64_t last_used;
+};
+
+/* kind is "totp", "email" or "wechat".  Durable.  Creates the user row. */
+int store_factor_add(struct store *st, const char *user, const char *kind, const char *label,
+                     const void *secret, size_t secret_len, int64_t now, int64_t *id);
+
+/* Number of factors the user has bound (0 for an unknown user). */
+int store_factor_count(struct store *st, const char *user, int *count);
+
+/* The user's oldest factor of this kind, or STORE_NOTFOUND. */
+int store_factor_get(struct store *st, const char *user, const char *kind,
+                     struct store_factor *out);
+
+/* Calls cb for each factor (oldest first); a non-zero return from cb stops. */
+typedef int (*store_factor_cb)(void *arg, const struct store_factor *f);
+int store_factor_list(struct store *st, const char *user, store_factor_cb cb, void *arg);
+
+/* Removes the user's factors of this kind; *removed = how many.  Durable. */
+int store_factor_remove(struct store *st, const char *user, const char *kind, int *removed);
+
+/* Sets the factor's last_used time. */
+int store_factor_touch(struct store *st, int64_t factor_id, int64_t now);
+
+/*
+ * Marks TOTP time step `step` of the factor as used.  STORE_CONFLICT if this
+ * step or a later one was already used: a code is accepted at most once, and
+ * never one older than the last accepted.  Atomic across connections.
+ */
+int store_totp_use(struct store *st, int64_t factor_id, int64_t step);
+
+/* --- app passwords ------------------------------------------------------ */
+
+struct store_apppw {
+    int64_t id;
+    char user[STORE_NAME_MAX];
+    char name[STORE_LABEL_MAX];
+    unsigned scope;                       /* APPPW_SCOPE_* bits */
+    char locator[STORE_LOCATOR_MAX];
+    char hash[STORE_HASH_MAX];
+    int64_t created;
+    int64_t expires;                      /* 0 = never */
+    int64_t last_used;                    /* 0 = never */
+    char last_addr[STORE_ADDR_MAX];
+    char last_proto[STORE_PROTO_MAX];
+};
+
+/*
+ * Adds an app password (ids are never reused).  Durable.  Creates the user
+ * row.  expires: 0 = never.
+ */
+int store_apppw_add(struct store *st, const char *user, const char *name, unsigned scope,
+                    const char *locator, const char *hash, int64_t now, int64_t expires,
+                    int64_t *id);
+
+/* The user's newest app password with this locator, or STORE_NOTFOUND. */
+int store_apppw_find(struct store *st, const char *user, const char *locator,
+                     struct store_apppw *out);
+
+/* One app password by id (a point query), or STORE_NOTFOUND. */
+int store_apppw_get(struct store *st, int64_t id, struct store_apppw *out);
+
+typedef int (*store_apppw_cb)(void *arg, const struct store_apppw *a);
+int store_apppw_list(struct store *st, const char *user, store_apppw_cb cb, void *arg);
+
+/* Deletes one of the user's app passwords; STORE_NOTFOUND if not theirs. */
+int store_apppw_revoke(struct store *st, const char *user, int64_t id);
+
+/* Deletes all of the user's app passwords; *removed = how many.  Durable. */
+int store_apppw_revoke_all(struct store *st, const char *user, int *removed);
+
+/* --- audit -------------------------------------------------------------- */
+
+struct store_audit_row {
+    int64_t id;
+    int64_t time;
+    char user[STORE_NAME_MAX];
+    char event[STORE_EVENT_MAX];
+    char detail[STORE_DETAIL_MAX];
+    char addr[STORE_ADDR_MAX];
+};
+
+/* Writes one audit row now, durably (admin and web changes).  user may be
+ * NULL; detail and addr may be NULL. */
+int store_audit(struct store *st, int64_t now, const char *user, const char *event,
+                const char *detail, const char *addr);
+
+/* The newest `limit` rows (of user, or of everybody if user is NULL), oldest
+ * first. */
+typedef int (*store_audit_cb)(void *arg, const struct store_audit_row *r);
+int store_audit_list(struct store *st, const char *user, int limit, store_audit_cb cb,
+                     void *arg);
+
+/* --- batched bookkeeping ------------------------------------------------ */
+
+/* Queues "app password id was used at time from addr over proto". */
+int store_batch_apppw_used(struct store *st, int64_t id, int64_t now, const char *addr,
+                           const char *proto);
+
+/* Queues an audit row (logins). */
+int store_batch_audit(struct store *st, int64_t now, const char *user, const char *event,
+                      const char *detail, const char *addr);
+
+/* How many queued items wait for the next flush. */
+size_t store_batch_pending(const struct store *st);
+
+/* Writes everything queued in one transaction.  On failure the queue is
+ * kept for the next try. */
+int store_batch_flush(struct store *st);
+
+#endif
