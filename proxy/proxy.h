@@ -1,0 +1,71 @@
+/*
+ * proxy.h - the mail proxy's state: what all workers share (read-only after
+ * start) and what each worker owns (listeners, sessions, auth context).
+ *
+ * proxy.c implements the worker hooks (core/worker.h) and the session list;
+ * session.c the protocol-neutral parts of a session (timers, backend
+ * connection, relay, close lifecycle); imap.c the IMAP dialogs.
+ */
+#ifndef MFA_PROXY_H
+#define MFA_PROXY_H
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "conf/config.h"
+#include "core/worker.h"
+
+struct auth_ctx;
+struct keys;
+struct session;
+
+/* Read-only after start; shared by every worker thread. */
+struct proxy_shared {
+    const struct config *cfg;
+    const struct keys *keys;
+    SSL_CTX *tls_server;                  /* NULL if no [tls] */
+    SSL_CTX *tls_client;                  /* for backends with TLS */
+    struct sockaddr_storage backend[3];   /* by enum config_proto */
+    struct sockaddr_storage backend_inbound; /* SMTP without AUTH */
+};
+
+/* One listening socket and what it serves. */
+struct proxy_listener {
+    uv_tcp_t tcp;
+    struct proxy_worker *pw;
+    const struct config_listener *conf;
+    int closed;
+};
+
+#define PROXY_MAX_LISTENERS (CONFIG_L_COUNT * CONFIG_MAX_ADDRS)
+
+/* One per worker, used only on that worker's loop thread. */
+struct proxy_worker {
+    struct worker *w;
+    const struct proxy_shared *sh;
+    const struct config *cfg;
+    struct auth_ctx *auth;
+    struct proxy_listener listeners[PROXY_MAX_LISTENERS];
+    int nlisteners;
+    int listeners_open;                   /* not yet closed */
+    struct session *sessions;             /* doubly linked list */
+    int nsessions;
+    uint64_t next_id;
+    int stopping;
+};
+
+/* The worker hooks for core/worker.c. */
+extern const struct worker_hooks proxy_worker_hooks;
+
+/* Fills the shared state; 0 or -1 with err. */
+int proxy_shared_init(struct proxy_shared *sh, const struct config *cfg,
+                      const struct keys *keys, char *err, size_t errlen);
+void proxy_shared_free(struct proxy_shared *sh);
+
+/* Called by session.c: a session joins the worker's list. */
+void proxy_session_add(struct proxy_worker *pw, struct session *s);
+
+/* Called by session.c when a session is fully closed. */
+void proxy_session_gone(struct proxy_worker *pw, struct session *s);
+
+#endif

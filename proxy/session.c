@@ -1,0 +1,702 @@
+/*
+ * session.c - the protocol-neutral half of a proxied mail session: accept,
+ * TLS, timers, the auth decision, the backend connection, the relay and the
+ * close lifecycle.  The protocol half (imap.c) decides what is said.
+ *
+ * Lifetime: the session counts its open handles (client connection, two
+ * timers, the backend connection of the current attempt) plus one for
+ * itself while not closing; each close callback takes one off, and the last
+ * frees the session.  Nothing frees a session but session_unref().
+ */
+#include "proxy/session.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+#define SESSION_BBUF_MAX (64 * 1024)   /* one backend line during login */
+#define SESSION_PENDING_MAX (256 * 1024)
+
+static void session_client_read(struct conn *c, const char *data, size_t len);
+static void session_relay_backend_read(struct conn *c, const char *data, size_t len);
+
+static void
+session_unref(struct session *s)
+{
+    if (--s->handles > 0)
+        return;
+    free(s->pending);
+    free(s->bbuf);
+    free(s->u.imap.caps);
+    free(s->u.imap.parser);
+    OPENSSL_cleanse(s->pass, sizeof(s->pass));
+    proxy_session_gone(s->pw, s);
+    free(s);
+}
+
+static void
+session_handle_closed(uv_handle_t *h)
+{
+    struct session *s = h->data;
+
+    session_unref(s);
+}
+
+static void
+session_client_closed(struct conn *c)
+{
+    struct session *s = c->data;
+
+    log_info("session=%" PRIu64 " event=close proto=%s addr=%s in=%" PRIu64 " out=%" PRIu64
+             " secs=%.1f", s->id, s->proto->name, s->addr, c->bytes_in, c->bytes_out,
+             (double)(util_now_ms() - s->started_ms) / 1000.0);
+    session_unref(s);
+}
+
+static void
+session_backend_closed(struct conn *c)
+{
+    struct session *s = c->data;
+
+    if (s->backend == c)
+        s->backend = NULL;
+    free(c);
+    session_unref(s);
+}
+
+/* Lets the backend connection of this attempt go; its close callback frees it. */
+static void
+session_backend_drop(struct session *s, int graceful)
+{
+    struct conn *b = s->backend;
+
+    if (b == NULL)
+        return;
+    s->backend = NULL;
+    free(s->bbuf);
+    s->bbuf = NULL;
+    s->bbuf_len = 0;
+    if (graceful)
+        conn_close(b);
+    else
+        conn_abort(b);
+}
+
+static void
+session_forget_secret(struct session *s)
+{
+    OPENSSL_cleanse(s->pass, sizeof(s->pass));
+}
+
+void
+session_close(struct session *s)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    if (s->auth != NULL) {
+        auth_cancel(s->auth);
+        s->auth = NULL;
+    }
+    if (s->live_added) {
+        auth_live_remove(s->pw->auth, &s->live);
+        s->live_added = 0;
+    }
+    session_forget_secret(s);
+    uv_timer_stop(&s->timer);
+    uv_timer_stop(&s->delay);
+    uv_close((uv_handle_t *)&s->timer, session_handle_closed);
+    uv_close((uv_handle_t *)&s->delay, session_handle_closed);
+    session_backend_drop(s, 1);
+    conn_close(&s->client);
+    session_unref(s);    /* the session's own reference */
+}
+
+void
+session_abort(struct session *s)
+{
+    if (s->backend != NULL)
+        conn_abort(s->backend);
+    conn_abort(&s->client);
+    session_close(s);
+}
+
+void
+session_send(struct session *s, const char *data, size_t len)
+{
+    if (s->closing)
+        return;
+    if (conn_write(&s->client, data, len) < 0)
+        session_close(s);
+}
+
+void
+session_printf(struct session *s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line))
+        n = sizeof(line) - 1;
+    session_send(s, line, (size_t)n);
+}
+
+const char *
+session_how_name(enum auth_result how)
+{
+    switch (how) {
+    case AUTH_APPPW:
+        return "apppw";
+    case AUTH_PASSTHROUGH:
+        return "passthrough";
+    case AUTH_REFUSED:
+        return "refused";
+    case AUTH_TEMPFAIL:
+        return "tempfail";
+    }
+    return "?";
+}
+
+/* ---- timers ---- */
+
+static void
+session_timer_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    uint64_t now = util_now_ms();
+    const struct config *cfg = s->pw->cfg;
+
+    switch (s->state) {
+    case SESSION_PREAUTH:
+    case SESSION_AUTH:
+        log_info("session=%" PRIu64 " event=timeout state=preauth", s->id);
+        s->proto->bye(s, "Disconnected for inactivity.");
+        session_close(s);
+        break;
+    case SESSION_BACKEND:
+        log_warn("session=%" PRIu64 " event=backend_timeout", s->id);
+        session_backend_fail(s, "timeout");
+        break;
+    case SESSION_RELAY:
+        /* Reads refresh last_activity_ms; the timer only checks it. */
+        if (now - s->last_activity_ms >= cfg->idle_timeout_ms) {
+            log_info("session=%" PRIu64 " event=timeout state=relay", s->id);
+            session_close(s);
+        } else {
+            uv_timer_start(&s->timer, session_timer_cb,
+                           cfg->idle_timeout_ms - (now - s->last_activity_ms), 0);
+        }
+        break;
+    }
+}
+
+/* The pre-auth deadline runs from the connection's start, not per command. */
+static void
+session_preauth_timer(struct session *s)
+{
+    uint64_t elapsed = util_now_ms() - s->started_ms;
+    uint64_t limit = s->pw->cfg->preauth_timeout_ms;
+
+    uv_timer_start(&s->timer, session_timer_cb, elapsed >= limit ? 0 : limit - elapsed, 0);
+}
+
+static void
+session_delay_cb(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    void (*fn)(struct session *) = s->delayed;
+
+    s->delayed = NULL;
+    if (fn != NULL && !s->closing)
+        fn(s);
+}
+
+void
+session_after_refusal_delay(struct session *s, void (*fn)(struct session *s))
+{
+    uint64_t elapsed = util_now_ms() - s->login_started_ms;
+    uint64_t want = s->pw->cfg->refusal_delay_ms;
+
+    s->delayed = fn;
+    uv_timer_start(&s->delay, session_delay_cb, elapsed >= want ? 0 : want - elapsed, 0);
+}
+
+/* ---- client side ---- */
+
+static void
+session_client_error(struct conn *c, int status)
+{
+    struct session *s = c->data;
+
+    if (status != UV_EOF)
+        log_info("session=%" PRIu64 " event=client_error error=\"%s\"", s->id,
+                 uv_strerror(status));
+    session_close(s);
+}
+
+static void
+session_client_drain(struct conn *c, int status)
+{
+    struct session *s = c->data;
+
+    /* The client took what the backend sent: read the backend again. */
+    if (s->state == SESSION_RELAY && s->backend_paused && s->backend != NULL) {
+        s->backend_paused = 0;
+        conn_read_start(s->backend);
+    }
+}
+
+static void
+session_client_tls_done(struct conn *c, int status)
+{
+    struct session *s = c->data;
+
+    if (status < 0) {
+        log_info("session=%" PRIu64 " event=tls_failed addr=%s", s->id, s->addr);
+        session_abort(s);
+    }
+}
+
+void
+session_accept(struct proxy_listener *l)
+{
+    struct proxy_worker *pw = l->pw;
+    struct session *s;
+    int rc;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return;
+    s->pw = pw;
+    s->listener = l->conf;
+    s->id = ((uint64_t)pw->w->id << 48) | ++pw->next_id;
+    s->proto = session_proto_for(l->conf->proto);
+    s->started_ms = util_now_ms();
+    s->last_activity_ms = s->started_ms;
+
+    rc = conn_init(&pw->w->loop, &s->client);
+    if (rc != 0) {
+        free(s);
+        return;
+    }
+    s->client.data = s;
+    s->client.on_read = session_client_read;
+    s->client.on_error = session_client_error;
+    s->client.on_drain = session_client_drain;
+    s->client.on_close = session_client_closed;
+    uv_timer_init(&pw->w->loop, &s->timer);
+    uv_timer_init(&pw->w->loop, &s->delay);
+    s->timer.data = s;
+    s->delay.data = s;
+    s->handles = 4;    /* the client connection, two timers, the session itself */
+    proxy_session_add(pw, s);
+    rc = conn_accept((uv_stream_t *)&l->tcp, &s->client);
+    if (rc != 0) {
+        log_info("event=accept_failed error=\"%s\"", uv_strerror(rc));
+        session_abort(s);
+        return;
+    }
+    conn_peer_addr(&s->client, s->addr, sizeof(s->addr), &s->port);
+    conn_set_low_water(&s->client, pw->cfg->relay_high_water / 4, pw->cfg->relay_high_water);
+    log_info("session=%" PRIu64 " event=connect proto=%s listener=%s addr=%s port=%d", s->id,
+             s->proto->name, l->conf->key, s->addr, s->port);
+
+    if (l->conf->implicit_tls) {
+        if (conn_tls_server(&s->client, pw->sh->tls_server, session_client_tls_done) != 0) {
+            session_abort(s);
+            return;
+        }
+        s->tls = 1;
+    }
+    session_preauth_timer(s);
+    s->proto->greet(s);
+    if (conn_read_start(&s->client) != 0)
+        session_close(s);
+}
+
+void
+session_starttls(struct session *s)
+{
+    if (conn_tls_server(&s->client, s->pw->sh->tls_server, session_client_tls_done) != 0) {
+        session_abort(s);
+        return;
+    }
+    s->tls = 1;
+}
+
+void
+session_keep_pending(struct session *s, const char *data, size_t len)
+{
+    char *p;
+
+    if (len == 0)
+        return;
+    if (s->pending_len + len > SESSION_PENDING_MAX) {
+        log_info("session=%" PRIu64 " event=pipelined_too_much", s->id);
+        session_close(s);
+        return;
+    }
+    p = realloc(s->pending, s->pending_len + len);
+    if (p == NULL) {
+        session_close(s);
+        return;
+    }
+    memcpy(p + s->pending_len, data, len);
+    s->pending = p;
+    s->pending_len += len;
+}
+
+static void
+session_client_read(struct conn *c, const char *data, size_t len)
+{
+    struct session *s = c->data;
+
+    if (s->closing)
+        return;
+    switch (s->state) {
+    case SESSION_PREAUTH:
+        s->proto->client_read(s, data, len);
+        break;
+    case SESSION_AUTH:
+    case SESSION_BACKEND:
+        /* Reads are paused, but a decrypted TLS record may still hold bytes. */
+        session_keep_pending(s, data, len);
+        break;
+    case SESSION_RELAY:
+        s->last_activity_ms = util_now_ms();
+        if (s->backend == NULL)
+            return;
+        if (conn_write(s->backend, data, len) < 0) {
+            session_close(s);
+            return;
+        }
+        if (conn_write_queued(s->backend) > s->pw->cfg->relay_high_water) {
+            s->client_paused = 1;
+            conn_read_stop(&s->client);
+        }
+        break;
+    }
+}
+
+void
+session_resume_preauth(struct session *s)
+{
+    char *kept = s->pending;
+    size_t kept_len = s->pending_len;
+
+    if (s->closing)
+        return;
+    session_forget_secret(s);
+    s->state = SESSION_PREAUTH;
+    session_preauth_timer(s);
+    s->pending = NULL;
+    s->pending_len = 0;
+    if (kept_len > 0)
+        s->proto->client_read(s, kept, kept_len);
+    free(kept);
+    if (!s->closing && s->state == SESSION_PREAUTH)
+        conn_read_start(&s->client);
+}
+
+/* ---- the auth decision ---- */
+
+static void
+session_auth_cb(void *arg, const struct auth_outcome *o)
+{
+    struct session *s = arg;
+
+    s->auth = NULL;
+    s->how = o->result;
+    s->apppw_id = o->apppw_id;
+    /* The decision may have normalized the name; the backend sees that one. */
+    util_strlcpy(s->user, o->user, sizeof(s->user));
+    s->proto->auth_done(s, o);
+}
+
+void
+session_auth_start(struct session *s)
+{
+    int rc;
+
+    s->state = SESSION_AUTH;
+    s->login_started_ms = util_now_ms();
+    conn_read_stop(&s->client);
+    rc = auth_check(s->pw->auth, s->proto->proto, s->user, s->pass, s->addr, session_auth_cb,
+                    s, &s->auth);
+    if (rc != 0) {
+        struct auth_outcome o = {.result = AUTH_TEMPFAIL};
+
+        util_strlcpy(o.user, s->user, sizeof(o.user));
+        s->auth = NULL;
+        s->how = AUTH_TEMPFAIL;
+        s->proto->auth_done(s, &o);
+    }
+}
+
+/* ---- the backend ---- */
+
+static void
+session_backend_error(struct conn *c, int status)
+{
+    struct session *s = c->data;
+
+    if (c != s->backend)
+        return;
+    if (s->state == SESSION_RELAY) {
+        /* The backend ended the session (LOGOUT, its own timeout, a crash):
+         * what it sent last still reaches the client. */
+        session_close(s);
+        return;
+    }
+    log_warn("session=%" PRIu64 " event=backend_error error=\"%s\"", s->id,
+             uv_strerror(status));
+    session_backend_fail(s, uv_strerror(status));
+}
+
+static void
+session_backend_read(struct conn *c, const char *data, size_t len)
+{
+    struct session *s = c->data;
+
+    if (c != s->backend || s->closing)
+        return;
+    if (s->state == SESSION_RELAY) {
+        session_relay_backend_read(c, data, len);
+        return;
+    }
+    s->proto->backend_read(s, data, len);
+}
+
+static void
+session_backend_drain(struct conn *c, int status)
+{
+    struct session *s = c->data;
+
+    if (c == s->backend && s->state == SESSION_RELAY && s->client_paused) {
+        s->client_paused = 0;
+        conn_read_start(&s->client);
+    }
+}
+
+static void
+session_backend_tls_done(struct conn *c, int status)
+{
+    struct session *s = c->data;
+
+    if (c != s->backend)
+        return;
+    if (status < 0) {
+        log_warn("session=%" PRIu64 " event=backend_tls_failed", s->id);
+        session_backend_fail(s, "TLS handshake failed");
+        return;
+    }
+    s->proto->backend_up(s);
+}
+
+static void
+session_backend_connected(struct conn *c, int status)
+{
+    struct session *s = c->data;
+    enum config_tls_mode mode = s->pw->cfg->backend_tls[s->proto->proto];
+
+    if (c != s->backend)
+        return;
+    if (status != 0) {
+        log_warn("session=%" PRIu64 " event=backend_connect_failed error=\"%s\"", s->id,
+                 uv_strerror(status));
+        session_backend_fail(s, uv_strerror(status));
+        return;
+    }
+    if (conn_read_start(c) != 0) {
+        session_backend_fail(s, "read failed");
+        return;
+    }
+    if (mode == CONFIG_TLS_YES) {
+        if (conn_tls_client(c, s->pw->sh->tls_client, NULL, session_backend_tls_done) != 0)
+            session_backend_fail(s, "TLS setup failed");
+        return;
+    }
+    s->proto->backend_up(s);
+}
+
+void
+session_backend_connect(struct session *s)
+{
+    struct conn *b;
+    const struct sockaddr *addr = (const struct sockaddr *)&s->pw->sh->backend[s->proto->proto];
+
+    s->state = SESSION_BACKEND;
+    uv_timer_start(&s->timer, session_timer_cb, s->pw->cfg->backend_timeout_ms, 0);
+    b = calloc(1, sizeof(*b));
+    if (b == NULL || conn_init(&s->pw->w->loop, b) != 0) {
+        free(b);
+        session_backend_fail(s, "out of memory");
+        return;
+    }
+    b->data = s;
+    b->on_read = session_backend_read;
+    b->on_error = session_backend_error;
+    b->on_drain = session_backend_drain;
+    b->on_close = session_backend_closed;
+    s->backend = b;
+    s->handles++;
+    conn_set_low_water(b, s->pw->cfg->relay_high_water / 4, s->pw->cfg->relay_high_water);
+    if (conn_connect(b, addr, session_backend_connected) != 0)
+        session_backend_fail(s, "connect failed");
+}
+
+void
+session_backend_starttls(struct session *s)
+{
+    if (conn_tls_client(s->backend, s->pw->sh->tls_client, NULL, session_backend_tls_done) != 0)
+        session_backend_fail(s, "TLS setup failed");
+}
+
+void
+session_backend_send(struct session *s, const char *data, size_t len)
+{
+    if (s->backend == NULL)
+        return;
+    if (conn_write(s->backend, data, len) < 0)
+        session_backend_fail(s, "write failed");
+}
+
+void
+session_backend_close(struct session *s)
+{
+    session_backend_drop(s, 1);
+    uv_timer_stop(&s->timer);
+}
+
+void
+session_backend_fail(struct session *s, const char *why)
+{
+    if (s->closing)
+        return;
+    session_backend_drop(s, 0);
+    uv_timer_stop(&s->timer);
+    s->proto->backend_down(s);
+}
+
+int
+session_backend_lines(struct session *s, const char *data, size_t len,
+                      int (*fn)(struct session *s, char *line, size_t len))
+{
+    size_t start = 0;
+    int rc = 0;
+    char *nb;
+
+    if (s->bbuf_len + len > SESSION_BBUF_MAX) {
+        log_warn("session=%" PRIu64 " event=backend_line_too_long", s->id);
+        return -1;
+    }
+    nb = realloc(s->bbuf, s->bbuf_len + len + 1);
+    if (nb == NULL)
+        return -1;
+    s->bbuf = nb;
+    memcpy(s->bbuf + s->bbuf_len, data, len);
+    s->bbuf_len += len;
+
+    while (rc == 0) {
+        char *lf = memchr(s->bbuf + start, '\n', s->bbuf_len - start);
+        size_t end, n;
+
+        if (lf == NULL)
+            break;
+        end = (size_t)(lf - s->bbuf);
+        n = end - start;
+        if (n > 0 && s->bbuf[start + n - 1] == '\r')
+            n--;
+        s->bbuf[start + n] = '\0';
+        rc = fn(s, s->bbuf + start, n);
+        start = end + 1;
+        if (s->closing || s->bbuf == NULL)
+            return rc == 0 ? -1 : rc;
+    }
+    if (rc == 1) {
+        /* The dialog is over; whatever followed is the client's. */
+        if (start < s->bbuf_len)
+            session_send(s, s->bbuf + start, s->bbuf_len - start);
+        free(s->bbuf);
+        s->bbuf = NULL;
+        s->bbuf_len = 0;
+        return 1;
+    }
+    memmove(s->bbuf, s->bbuf + start, s->bbuf_len - start);
+    s->bbuf_len -= start;
+    return rc;
+}
+
+/* ---- relay ---- */
+
+static void
+session_relay_backend_read(struct conn *c, const char *data, size_t len)
+{
+    struct session *s = c->data;
+
+    s->last_activity_ms = util_now_ms();
+    if (conn_write(&s->client, data, len) < 0) {
+        session_close(s);
+        return;
+    }
+    if (conn_write_queued(&s->client) > s->pw->cfg->relay_high_water) {
+        s->backend_paused = 1;
+        conn_read_stop(c);
+    }
+}
+
+static void
+session_live_revoked(struct auth_live *node)
+{
+    struct session *s = container_of(node, struct session, live);
+
+    log_info("session=%" PRIu64 " event=revoked user=%s", s->id, s->user);
+    session_close(s);    /* which takes the node off the context's list */
+}
+
+void
+session_relay_start(struct session *s)
+{
+    const struct config *cfg = s->pw->cfg;
+
+    session_forget_secret(s);
+    s->state = SESSION_RELAY;
+    s->last_activity_ms = util_now_ms();
+    uv_timer_start(&s->timer, session_timer_cb, cfg->idle_timeout_ms, 0);
+    if (s->how == AUTH_APPPW) {
+        s->live.apppw_id = s->apppw_id;
+        s->live.revoked = session_live_revoked;
+        auth_live_add(s->pw->auth, &s->live);
+        s->live_added = 1;
+    }
+    if (s->pending_len > 0) {
+        session_backend_send(s, s->pending, s->pending_len);
+        free(s->pending);
+        s->pending = NULL;
+        s->pending_len = 0;
+    }
+    if (!s->closing)
+        conn_read_start(&s->client);
+}
+
+void
+session_shutdown(struct session *s)
+{
+    if (s->state == SESSION_RELAY)
+        return;    /* logged-in sessions may go on for the grace period */
+    s->proto->bye(s, "Server shutting down.");
+    session_close(s);
+}
