@@ -621,14 +621,9 @@ config_load(const char *path, struct config *cfg, char *err, size_t errlen)
                               "(or master_password_file) are required", path);
         return -1;
     }
-    if (cfg->tls_cert[0] != '\0' && access(cfg->tls_cert, R_OK) != 0) {
-        snprintf(err, errlen, "%s: [tls] cert %s: %s", path, cfg->tls_cert, strerror(errno));
-        return -1;
-    }
-    if (cfg->tls_key[0] != '\0' && access(cfg->tls_key, R_OK) != 0) {
-        snprintf(err, errlen, "%s: [tls] key %s: %s", path, cfg->tls_key, strerror(errno));
-        return -1;
-    }
+    /* Whether the certificate and key load is checked where they are used
+     * (serve, check-config), so that the admin commands, which need neither,
+     * also run for users who cannot read the key. */
     if (cfg->argon2_memory_kib < 8 * cfg->argon2_lanes) {
         snprintf(err, errlen, "%s: [auth] argon2_memory_kib must be at least 8 per lane", path);
         return -1;

@@ -198,12 +198,6 @@ test_cross_key_checks(void **state)
     assert_int_equal(config_load(path, cfg, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "cert"));
 
-    path = write_file("missingcert.conf", "[tls]\ncert = nope.crt\nkey = c.key\n"
-                                          "[listen]\nimap = 127.0.0.1:1\n"
-                                          "[backend]\nmaster_user = m\nmaster_password = s\n");
-    assert_int_equal(config_load(path, cfg, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "nope.crt"));
-
     assert_int_equal(config_load("/nonexistent/x.conf", cfg, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "cannot open"));
     free(cfg);
@@ -241,14 +235,13 @@ test_example_config_parses(void **state)
     char err[1024], path[1024];
     const char *src = getenv("MFA_SOURCE_DIR");
 
-    /* The example names ../certs/server.* which only exist once made: the
-     * check must then fail on exactly that and on nothing before it. */
     assert_non_null(src);
     snprintf(path, sizeof(path), "%s/conf/mfagate.conf", src);
     if (config_load(path, cfg, err, sizeof(err)) != 0)
-        assert_non_null(strstr(err, "server."));
-    else
-        assert_int_equal(cfg->listeners[CONFIG_L_SMTPS].naddrs, 2);
+        fail_msg("%s", err);
+    assert_int_equal(cfg->listeners[CONFIG_L_SMTPS].naddrs, 2);
+    assert_int_equal(cfg->listeners[CONFIG_L_IMAPS].naddrs, 1);
+    assert_int_equal(cfg->refusal_delay_ms, 2000);
     free(cfg);
 }
 
