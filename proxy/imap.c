@@ -33,13 +33,6 @@
 #define IMAP_REFUSAL "NO [AUTHENTICATIONFAILED] Authentication failed. " \
                      "With two-factor verification on, use a client-specific password."
 
-enum imap_sasl_step {
-    IMAP_SASL_NONE = 0,
-    IMAP_SASL_PLAIN,          /* waiting for the PLAIN response */
-    IMAP_SASL_LOGIN_USER,     /* waiting for the LOGIN user name */
-    IMAP_SASL_LOGIN_PASS,     /* waiting for the LOGIN password */
-};
-
 enum imap_backend_step {
     IMAP_B_GREETING = 0,      /* waiting for "* OK" */
     IMAP_B_STARTTLS,          /* sent STARTTLS, waiting for OK */
@@ -82,151 +75,45 @@ imap_bye(struct session *s, const char *why)
     session_printf(s, "* BYE %s\r\n", why);
 }
 
-/* ---- login ---- */
+/* ---- login replies ---- */
 
 static void
-imap_refuse_now(struct session *s)
+imap_login_refused(struct session *s)
 {
     session_printf(s, "%s " IMAP_REFUSAL "\r\n", s->u.imap.tag);
-    session_resume_preauth(s);
-}
-
-/* Refuses the login in progress after the refusal delay. */
-static void
-imap_refuse(struct session *s)
-{
-    log_info("session=%" PRIu64 " event=login proto=imap user=%s addr=%s how=%s result=refused",
-             s->id, s->user, s->addr, session_how_name(s->how));
-    session_after_refusal_delay(s, imap_refuse_now);
-}
-
-/*
- * Takes the credentials of a LOGIN or AUTHENTICATE and starts the decision.
- * A name the decision cannot take (empty, too long, control characters) is
- * refused like any other failure.
- */
-static void
-imap_login(struct session *s, const char *user, size_t ulen, const char *pass, size_t plen)
-{
-    s->login_started_ms = util_now_ms();
-    s->how = AUTH_REFUSED;
-    s->state = SESSION_AUTH;
-    if (auth_normalize_user(s->pw->cfg, user, ulen, s->user) != 0 || plen == 0 ||
-        plen >= sizeof(s->pass) || memchr(pass, '\0', plen) != NULL) {
-        util_strlcpy(s->user, "-", sizeof(s->user));
-        conn_read_stop(&s->client);
-        imap_refuse(s);
-        return;
-    }
-    memcpy(s->pass, pass, plen);
-    s->pass[plen] = '\0';
-    session_auth_start(s);
 }
 
 static void
-imap_sasl_plain(struct session *s, const char *b64, size_t len)
+imap_login_unavailable(struct session *s)
 {
-    char user[AUTH_USER_MAX], pass[AUTH_PASS_MAX];
-    int rc;
+    session_printf(s, "%s NO [UNAVAILABLE] Service temporarily unavailable, try again later.\r\n",
+                   s->u.imap.tag);
+}
 
-    s->u.imap.sasl_step = IMAP_SASL_NONE;
-    rc = sasl_plain_decode(b64, len, user, sizeof(user), pass, sizeof(pass));
-    switch (rc) {
-    case SASL_OK:
-        imap_login(s, user, strlen(user), pass, strlen(pass));
-        break;
+static void
+imap_sasl_prompt(struct session *s, const char *challenge)
+{
+    imap_parser_expect_line(s->u.imap.parser);
+    session_printf(s, "+ %s\r\n", challenge);
+}
+
+static void
+imap_sasl_failed(struct session *s, int why)
+{
+    switch (why) {
     case SASL_CANCELLED:
         session_printf(s, "%s BAD Authentication cancelled.\r\n", s->u.imap.tag);
         break;
     case SASL_AUTHZID:
         /* Never pass an authorization identity on: at the backend, with
          * master users, it would mean impersonation. */
-        log_info("session=%" PRIu64 " event=login proto=imap addr=%s result=authzid_refused",
-                 s->id, s->addr);
         session_printf(s, "%s NO [AUTHORIZATIONFAILED] The authorization identity must be "
                           "empty or the same as the authentication identity.\r\n",
                        s->u.imap.tag);
         break;
     default:
-        session_printf(s, "%s BAD Invalid SASL PLAIN response.\r\n", s->u.imap.tag);
+        session_printf(s, "%s BAD Invalid SASL response.\r\n", s->u.imap.tag);
         break;
-    }
-    OPENSSL_cleanse(pass, sizeof(pass));
-}
-
-static void
-imap_sasl_line(struct session *s, const char *line, size_t len)
-{
-    char buf[AUTH_PASS_MAX];
-    int rc;
-
-    switch (s->u.imap.sasl_step) {
-    case IMAP_SASL_PLAIN:
-        imap_sasl_plain(s, line, len);
-        return;
-    case IMAP_SASL_LOGIN_USER:
-        rc = sasl_login_decode(line, len, buf, sizeof(buf), 1);
-        if (rc == SASL_OK) {
-            if (auth_normalize_user(s->pw->cfg, buf, strlen(buf), s->user) != 0)
-                util_strlcpy(s->user, "", sizeof(s->user));
-            s->u.imap.sasl_step = IMAP_SASL_LOGIN_PASS;
-            imap_parser_expect_line(s->u.imap.parser);
-            session_printf(s, "+ UGFzc3dvcmQ6\r\n");    /* "Password:" */
-            return;
-        }
-        break;
-    case IMAP_SASL_LOGIN_PASS:
-        rc = sasl_login_decode(line, len, buf, sizeof(buf), 0);
-        if (rc == SASL_OK) {
-            char user[AUTH_USER_MAX];
-
-            s->u.imap.sasl_step = IMAP_SASL_NONE;
-            util_strlcpy(user, s->user, sizeof(user));
-            imap_login(s, user, strlen(user), buf, strlen(buf));
-            OPENSSL_cleanse(buf, sizeof(buf));
-            return;
-        }
-        OPENSSL_cleanse(buf, sizeof(buf));
-        break;
-    default:
-        return;
-    }
-    s->u.imap.sasl_step = IMAP_SASL_NONE;
-    if (rc == SASL_CANCELLED)
-        session_printf(s, "%s BAD Authentication cancelled.\r\n", s->u.imap.tag);
-    else
-        session_printf(s, "%s BAD Invalid SASL LOGIN response.\r\n", s->u.imap.tag);
-}
-
-static void
-imap_authenticate(struct session *s, const struct imap_parser *p)
-{
-    const char *mech = p->args[0];
-
-    if (strcasecmp(mech, "PLAIN") == 0) {
-        if (p->nargs >= 2) {
-            /* SASL-IR; "=" is an empty initial response. */
-            if (strcmp(p->args[1], "=") == 0)
-                imap_sasl_plain(s, "", 0);
-            else
-                imap_sasl_plain(s, p->args[1], p->arglen[1]);
-            return;
-        }
-        s->u.imap.sasl_step = IMAP_SASL_PLAIN;
-        imap_parser_expect_line(s->u.imap.parser);
-        session_printf(s, "+ \r\n");
-    } else if (strcasecmp(mech, "LOGIN") == 0) {
-        if (p->nargs >= 2) {
-            s->u.imap.sasl_step = IMAP_SASL_LOGIN_USER;
-            imap_sasl_line(s, p->args[1], p->arglen[1]);
-            return;
-        }
-        s->u.imap.sasl_step = IMAP_SASL_LOGIN_USER;
-        imap_parser_expect_line(s->u.imap.parser);
-        session_printf(s, "+ VXNlcm5hbWU6\r\n");    /* "Username:" */
-    } else {
-        session_printf(s, "%s NO [CANNOT] Unsupported authentication mechanism.\r\n",
-                       p->tag);
     }
 }
 
@@ -239,7 +126,7 @@ imap_command(struct session *s)
     char caps[256];
 
     if (p->cmd == IMAP_CMD_SASL_LINE) {
-        imap_sasl_line(s, p->args[0], p->arglen[0]);
+        session_sasl_line(s, p->args[0], p->arglen[0]);
         return 0;
     }
     util_strlcpy(s->u.imap.tag, p->tag, sizeof(s->u.imap.tag));
@@ -279,9 +166,11 @@ imap_command(struct session *s)
             break;
         }
         if (p->cmd == IMAP_CMD_LOGIN)
-            imap_login(s, p->args[0], p->arglen[0], p->args[1], p->arglen[1]);
-        else
-            imap_authenticate(s, p);
+            session_login(s, p->args[0], p->arglen[0], p->args[1], p->arglen[1]);
+        else if (session_sasl_start(s, p->args[0], p->nargs >= 2 ? p->args[1] : NULL,
+                                    p->nargs >= 2 ? p->arglen[1] : 0) != 0)
+            session_printf(s, "%s NO [CANNOT] Unsupported authentication mechanism.\r\n",
+                           p->tag);
         break;
     default:
         session_printf(s, "%s BAD Unknown command.\r\n", p->tag);
@@ -324,7 +213,7 @@ imap_client_read(struct session *s, const char *data, size_t len)
                 return;
             }
             if (st == IMAP_INVALID) {
-                s->u.imap.sasl_step = IMAP_SASL_NONE;
+                s->sasl = SESSION_SASL_NONE;
                 session_printf(s, "%s BAD %s\r\n", p->tag[0] ? p->tag : "*", p->error);
                 break;
             }
@@ -336,28 +225,6 @@ imap_client_read(struct session *s, const char *data, size_t len)
     /* A login is under way: what came behind it waits until it is over. */
     if (len > 0 && !s->closing)
         session_keep_pending(s, data, len);
-}
-
-static void
-imap_auth_done(struct session *s, const struct auth_outcome *o)
-{
-    switch (o->result) {
-    case AUTH_APPPW:
-    case AUTH_PASSTHROUGH:
-        s->u.imap.backend_step = IMAP_B_GREETING;
-        session_backend_connect(s);
-        break;
-    case AUTH_REFUSED:
-        imap_refuse(s);
-        break;
-    case AUTH_TEMPFAIL:
-        log_warn("session=%" PRIu64 " event=login proto=imap user=%s result=tempfail", s->id,
-                 s->user);
-        session_printf(s, "%s NO [UNAVAILABLE] Temporary authentication failure, "
-                          "try again later.\r\n", s->u.imap.tag);
-        session_resume_preauth(s);
-        break;
-    }
 }
 
 /* ---- the backend dialog ---- */
@@ -411,11 +278,7 @@ imap_backend_send_login(struct session *s)
                      s->addr, s->port, s->id);
         len = n;
     }
-    if (s->how == AUTH_APPPW)
-        n = sasl_plain_encode(s->user, cfg->master_user, cfg->master_password, b64,
-                              sizeof(b64));
-    else
-        n = sasl_plain_encode("", s->user, s->pass, b64, sizeof(b64));
+    n = session_backend_plain(s, b64, sizeof(b64));
     if (n < 0) {
         session_backend_fail(s, "credentials too long");
         return;
@@ -446,33 +309,18 @@ imap_backend_up(struct session *s)
 }
 
 static void
-imap_backend_down(struct session *s)
+imap_login_succeeded(struct session *s)
 {
-    session_printf(s, "%s NO [UNAVAILABLE] Backend unavailable, try again later.\r\n",
-                   s->u.imap.tag);
-    session_resume_preauth(s);
-}
-
-static void
-imap_login_ok(struct session *s, char *line)
-{
-    size_t clen = 0;
-    char *caps = imap_cap_code(line, &clen);
-
-    log_info("session=%" PRIu64 " event=login proto=imap user=%s addr=%s how=%s result=ok "
-             "ms=%" PRIu64, s->id, s->user, s->addr, session_how_name(s->how),
-             util_now_ms() - s->login_started_ms);
-    auth_report(s->pw->auth, CONFIG_PROTO_IMAP, s->user, s->addr, s->how, 1);
-    if (caps != NULL)
-        session_printf(s, "%s OK [CAPABILITY %.*s] Logged in\r\n", s->u.imap.tag, (int)clen,
-                       caps);
+    if (s->u.imap.caps != NULL)
+        session_printf(s, "%s OK [CAPABILITY %s] Logged in\r\n", s->u.imap.tag,
+                       s->u.imap.caps);
     else
         session_printf(s, "%s OK Logged in\r\n", s->u.imap.tag);
+    /* What only the pre-auth dialog needed. */
     free(s->u.imap.parser);
     s->u.imap.parser = NULL;
     free(s->u.imap.caps);
     s->u.imap.caps = NULL;
-    session_relay_start(s);
 }
 
 static int
@@ -522,11 +370,7 @@ imap_backend_line(struct session *s, char *line, size_t len)
         char b64[2048];
         int n;
 
-        if (s->how == AUTH_APPPW)
-            n = sasl_plain_encode(s->user, s->pw->cfg->master_user,
-                                  s->pw->cfg->master_password, b64, sizeof(b64) - 2);
-        else
-            n = sasl_plain_encode("", s->user, s->pass, b64, sizeof(b64) - 2);
+        n = session_backend_plain(s, b64, sizeof(b64) - 2);
         if (n < 0) {
             session_backend_fail(s, "credentials too long");
             return -1;
@@ -540,23 +384,37 @@ imap_backend_line(struct session *s, char *line, size_t len)
         return 0;
     line += strlen(ltag);
     if (strncasecmp(line, "OK", 2) == 0) {
-        imap_login_ok(s, line);
+        /* The client is told the post-login capabilities, not the greeting's. */
+        free(s->u.imap.caps);
+        s->u.imap.caps = NULL;
+        caps = imap_cap_code(line, &clen);
+        if (caps != NULL)
+            s->u.imap.caps = strndup(caps, clen);
+        session_login_ok(s);
         return 1;
     }
-    /* NO or BAD. */
-    if (strstr(line, "[UNAVAILABLE]") != NULL || s->how == AUTH_APPPW) {
-        /* A refused master login is the admin's problem, not the user's. */
-        if (s->how == AUTH_APPPW)
-            log_error("session=%" PRIu64 " event=master_login_refused user=%s "
-                      "hint=\"check [backend] master_user and the backend's master passdb\"",
-                      s->id, s->user);
-        session_backend_fail(s, "backend refused");
+    /* NO or BAD: a temporary failure at the backend is not a refusal. */
+    if (strstr(line, "[UNAVAILABLE]") != NULL) {
+        session_backend_fail(s, "backend unavailable");
         return -1;
     }
-    auth_report(s->pw->auth, CONFIG_PROTO_IMAP, s->user, s->addr, s->how, 0);
-    session_backend_close(s);
-    imap_refuse(s);
+    session_backend_refused(s);
     return -1;
+}
+
+static void
+imap_backend_start(struct session *s)
+{
+    s->u.imap.backend_step = IMAP_B_GREETING;
+    free(s->u.imap.caps);
+    s->u.imap.caps = NULL;
+}
+
+static void
+imap_release(struct session *s)
+{
+    free(s->u.imap.caps);
+    free(s->u.imap.parser);
 }
 
 static void
@@ -570,9 +428,14 @@ const struct session_proto imap_session_proto = {
     .proto = CONFIG_PROTO_IMAP,
     .greet = imap_greet,
     .client_read = imap_client_read,
-    .auth_done = imap_auth_done,
+    .backend_start = imap_backend_start,
     .backend_up = imap_backend_up,
     .backend_read = imap_backend_read,
-    .backend_down = imap_backend_down,
+    .login_refused = imap_login_refused,
+    .login_unavailable = imap_login_unavailable,
+    .login_succeeded = imap_login_succeeded,
+    .sasl_prompt = imap_sasl_prompt,
+    .sasl_failed = imap_sasl_failed,
     .bye = imap_bye,
+    .release = imap_release,
 };

@@ -24,6 +24,8 @@ session_proto_for(enum config_proto proto)
     switch (proto) {
     case CONFIG_PROTO_IMAP:
         return &imap_session_proto;
+    case CONFIG_PROTO_POP3:
+        return &pop3_session_proto;
     default:
         return NULL;
     }

@@ -15,27 +15,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
 #include "core/log.h"
 #include "core/util.h"
+#include "proxy/sasl.h"
 
 #define SESSION_BBUF_MAX (64 * 1024)   /* one backend line during login */
 #define SESSION_PENDING_MAX (256 * 1024)
 
 static void session_client_read(struct conn *c, const char *data, size_t len);
 static void session_relay_backend_read(struct conn *c, const char *data, size_t len);
+static void session_backend_connect(struct session *s);
+static void session_relay_start(struct session *s);
 
 static void
 session_unref(struct session *s)
 {
     if (--s->handles > 0)
         return;
+    s->proto->release(s);
     free(s->pending);
     free(s->bbuf);
-    free(s->u.imap.caps);
-    free(s->u.imap.parser);
     OPENSSL_cleanse(s->pass, sizeof(s->pass));
     proxy_session_gone(s->pw, s);
     free(s);
@@ -224,7 +227,9 @@ session_delay_cb(uv_timer_t *t)
         fn(s);
 }
 
-void
+/* Runs fn after the refusal delay: at least [auth] refusal_delay since the
+ * login began, so that every refusal takes about as long. */
+static void
 session_after_refusal_delay(struct session *s, void (*fn)(struct session *s))
 {
     uint64_t elapsed = util_now_ms() - s->login_started_ms;
@@ -391,7 +396,9 @@ session_client_read(struct conn *c, const char *data, size_t len)
     }
 }
 
-void
+/* Back to PREAUTH after a failed or refused login: resumes reads and feeds
+ * what was kept. */
+static void
 session_resume_preauth(struct session *s)
 {
     char *kept = s->pending;
@@ -411,7 +418,30 @@ session_resume_preauth(struct session *s)
         conn_read_start(&s->client);
 }
 
-/* ---- the auth decision ---- */
+/* ---- the login ---- */
+
+static void
+session_refuse_now(struct session *s)
+{
+    s->proto->login_refused(s);
+    session_resume_preauth(s);
+}
+
+/* Refuses the login in progress, after the refusal delay. */
+static void
+session_refuse(struct session *s)
+{
+    log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=refused",
+             s->id, s->proto->name, s->user, s->addr, session_how_name(s->how));
+    session_after_refusal_delay(s, session_refuse_now);
+}
+
+static void
+session_unavailable(struct session *s)
+{
+    s->proto->login_unavailable(s);
+    session_resume_preauth(s);
+}
 
 static void
 session_auth_cb(void *arg, const struct auth_outcome *o)
@@ -423,27 +453,135 @@ session_auth_cb(void *arg, const struct auth_outcome *o)
     s->apppw_id = o->apppw_id;
     /* The decision may have normalized the name; the backend sees that one. */
     util_strlcpy(s->user, o->user, sizeof(s->user));
-    s->proto->auth_done(s, o);
+    switch (o->result) {
+    case AUTH_APPPW:
+    case AUTH_PASSTHROUGH:
+        session_backend_connect(s);
+        break;
+    case AUTH_REFUSED:
+        session_refuse(s);
+        break;
+    case AUTH_TEMPFAIL:
+        log_warn("session=%" PRIu64 " event=login proto=%s user=%s result=tempfail", s->id,
+                 s->proto->name, s->user);
+        session_unavailable(s);
+        break;
+    }
 }
 
 void
-session_auth_start(struct session *s)
+session_login(struct session *s, const char *user, size_t ulen, const char *pass, size_t plen)
 {
     int rc;
 
-    s->state = SESSION_AUTH;
     s->login_started_ms = util_now_ms();
+    s->how = AUTH_REFUSED;
+    s->state = SESSION_AUTH;
     conn_read_stop(&s->client);
+    if (auth_normalize_user(s->pw->cfg, user, ulen, s->user) != 0 || plen == 0 ||
+        plen >= sizeof(s->pass) || memchr(pass, '\0', plen) != NULL) {
+        util_strlcpy(s->user, "-", sizeof(s->user));
+        session_refuse(s);
+        return;
+    }
+    memcpy(s->pass, pass, plen);
+    s->pass[plen] = '\0';
     rc = auth_check(s->pw->auth, s->proto->proto, s->user, s->pass, s->addr, session_auth_cb,
                     s, &s->auth);
     if (rc != 0) {
-        struct auth_outcome o = {.result = AUTH_TEMPFAIL};
-
-        util_strlcpy(o.user, s->user, sizeof(o.user));
         s->auth = NULL;
         s->how = AUTH_TEMPFAIL;
-        s->proto->auth_done(s, &o);
+        log_warn("session=%" PRIu64 " event=login proto=%s result=tempfail error=\"%s\"", s->id,
+                 s->proto->name, uv_strerror(rc));
+        session_unavailable(s);
     }
+}
+
+/* ---- SASL (PLAIN and LOGIN, the same in every protocol) ---- */
+
+static void
+session_sasl_plain(struct session *s, const char *b64, size_t len)
+{
+    char user[AUTH_USER_MAX], pass[AUTH_PASS_MAX];
+    int rc;
+
+    s->sasl = SESSION_SASL_NONE;
+    rc = sasl_plain_decode(b64, len, user, sizeof(user), pass, sizeof(pass));
+    if (rc == SASL_OK) {
+        session_login(s, user, strlen(user), pass, strlen(pass));
+    } else {
+        if (rc == SASL_AUTHZID)
+            log_info("session=%" PRIu64 " event=login proto=%s addr=%s result=authzid_refused",
+                     s->id, s->proto->name, s->addr);
+        s->proto->sasl_failed(s, rc);
+    }
+    OPENSSL_cleanse(pass, sizeof(pass));
+}
+
+int
+session_sasl_start(struct session *s, const char *mech, const char *ir, size_t irlen)
+{
+    if (strcasecmp(mech, "PLAIN") == 0) {
+        if (ir != NULL) {
+            /* "=" is an empty initial response (RFC 4959, 5034, 4954). */
+            if (irlen == 1 && ir[0] == '=')
+                irlen = 0;
+            session_sasl_plain(s, ir, irlen);
+            return 0;
+        }
+        s->sasl = SESSION_SASL_PLAIN;
+        s->proto->sasl_prompt(s, "");
+        return 0;
+    }
+    if (strcasecmp(mech, "LOGIN") == 0) {
+        s->sasl = SESSION_SASL_LOGIN_USER;
+        if (ir != NULL)
+            session_sasl_line(s, ir, irlen);
+        else
+            s->proto->sasl_prompt(s, "VXNlcm5hbWU6");    /* "Username:" */
+        return 0;
+    }
+    return -1;
+}
+
+void
+session_sasl_line(struct session *s, const char *line, size_t len)
+{
+    char buf[AUTH_PASS_MAX];
+    int rc;
+
+    switch (s->sasl) {
+    case SESSION_SASL_NONE:
+        return;
+    case SESSION_SASL_PLAIN:
+        session_sasl_plain(s, line, len);
+        return;
+    case SESSION_SASL_LOGIN_USER:
+        rc = sasl_login_decode(line, len, buf, sizeof(buf), 1);
+        if (rc != SASL_OK)
+            break;
+        /* Kept as given; session_login normalizes (or refuses) it. */
+        util_strlcpy(s->user, buf, sizeof(s->user));
+        s->sasl = SESSION_SASL_LOGIN_PASS;
+        s->proto->sasl_prompt(s, "UGFzc3dvcmQ6");    /* "Password:" */
+        return;
+    case SESSION_SASL_LOGIN_PASS:
+        rc = sasl_login_decode(line, len, buf, sizeof(buf), 0);
+        if (rc != SASL_OK)
+            break;
+        {
+            char user[AUTH_USER_MAX];
+
+            s->sasl = SESSION_SASL_NONE;
+            util_strlcpy(user, s->user, sizeof(user));
+            session_login(s, user, strlen(user), buf, strlen(buf));
+        }
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    s->sasl = SESSION_SASL_NONE;
+    s->proto->sasl_failed(s, rc);
 }
 
 /* ---- the backend ---- */
@@ -532,13 +670,14 @@ session_backend_connected(struct conn *c, int status)
     s->proto->backend_up(s);
 }
 
-void
+static void
 session_backend_connect(struct session *s)
 {
     struct conn *b;
     const struct sockaddr *addr = (const struct sockaddr *)&s->pw->sh->backend[s->proto->proto];
 
     s->state = SESSION_BACKEND;
+    s->proto->backend_start(s);
     uv_timer_start(&s->timer, session_timer_cb, s->pw->cfg->backend_timeout_ms, 0);
     b = calloc(1, sizeof(*b));
     if (b == NULL || conn_init(&s->pw->w->loop, b) != 0) {
@@ -574,11 +713,14 @@ session_backend_send(struct session *s, const char *data, size_t len)
         session_backend_fail(s, "write failed");
 }
 
-void
-session_backend_close(struct session *s)
+int
+session_backend_plain(struct session *s, char *out, size_t cap)
 {
-    session_backend_drop(s, 1);
-    uv_timer_stop(&s->timer);
+    const struct config *cfg = s->pw->cfg;
+
+    if (s->how == AUTH_APPPW)
+        return sasl_plain_encode(s->user, cfg->master_user, cfg->master_password, out, cap);
+    return sasl_plain_encode("", s->user, s->pass, out, cap);
 }
 
 void
@@ -586,9 +728,39 @@ session_backend_fail(struct session *s, const char *why)
 {
     if (s->closing)
         return;
+    log_warn("session=%" PRIu64 " event=backend_failed proto=%s user=%s error=\"%s\"", s->id,
+             s->proto->name, s->user, why);
     session_backend_drop(s, 0);
     uv_timer_stop(&s->timer);
-    s->proto->backend_down(s);
+    session_unavailable(s);
+}
+
+void
+session_backend_refused(struct session *s)
+{
+    if (s->how == AUTH_APPPW) {
+        /* A refused master login is the admin's problem, not the user's. */
+        log_error("session=%" PRIu64 " event=master_login_refused proto=%s user=%s "
+                  "hint=\"check [backend] master_user and the backend's master passdb\"",
+                  s->id, s->proto->name, s->user);
+        session_backend_fail(s, "master login refused");
+        return;
+    }
+    auth_report(s->pw->auth, s->proto->proto, s->user, s->addr, s->how, 0);
+    session_backend_drop(s, 1);
+    uv_timer_stop(&s->timer);
+    session_refuse(s);
+}
+
+void
+session_login_ok(struct session *s)
+{
+    log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=ok "
+             "ms=%" PRIu64, s->id, s->proto->name, s->user, s->addr, session_how_name(s->how),
+             util_now_ms() - s->login_started_ms);
+    auth_report(s->pw->auth, s->proto->proto, s->user, s->addr, s->how, 1);
+    s->proto->login_succeeded(s);
+    session_relay_start(s);
 }
 
 int
@@ -667,7 +839,7 @@ session_live_revoked(struct auth_live *node)
     session_close(s);    /* which takes the node off the context's list */
 }
 
-void
+static void
 session_relay_start(struct session *s)
 {
     const struct config *cfg = s->pw->cfg;

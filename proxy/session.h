@@ -22,6 +22,7 @@
 #include "auth/auth.h"
 #include "core/conn.h"
 #include "proxy/imap_parse.h"
+#include "proxy/pop3_parse.h"
 #include "proxy/proxy.h"
 
 enum session_state {
@@ -33,6 +34,19 @@ enum session_state {
 
 struct session;
 
+/* Where a SASL exchange stands (AUTHENTICATE / AUTH, any protocol). */
+enum session_sasl {
+    SESSION_SASL_NONE = 0,
+    SESSION_SASL_PLAIN,          /* waiting for the PLAIN response */
+    SESSION_SASL_LOGIN_USER,     /* waiting for the LOGIN user name */
+    SESSION_SASL_LOGIN_PASS,     /* waiting for the LOGIN password */
+};
+
+/*
+ * What a protocol plugs in.  The session drives the login (decision,
+ * backend connection, refusal delay); the protocol says things in its own
+ * words and runs its own backend dialog.
+ */
 struct session_proto {
     const char *name;                      /* "imap", for logs */
     enum config_proto proto;
@@ -40,25 +54,39 @@ struct session_proto {
     void (*greet)(struct session *s);
     /* Client bytes in PREAUTH. */
     void (*client_read)(struct session *s, const char *data, size_t len);
-    /* The decision for the login in s->user / s->pass. */
-    void (*auth_done)(struct session *s, const struct auth_outcome *o);
-    /* The backend connection is up (after implicit TLS if configured). */
+    /* A backend login attempt begins: reset the backend dialog. */
+    void (*backend_start)(struct session *s);
+    /* The backend connection is up (after implicit TLS if configured, or
+     * after a backend STARTTLS the protocol asked for). */
     void (*backend_up)(struct session *s);
     /* Backend bytes during the login dialog. */
     void (*backend_read)(struct session *s, const char *data, size_t len);
-    /* The login attempt failed for want of a backend: tell the client. */
-    void (*backend_down)(struct session *s);
+    /* Replies to the login in progress: */
+    void (*login_refused)(struct session *s);     /* the one generic refusal */
+    void (*login_unavailable)(struct session *s); /* temporary: backend or store down */
+    void (*login_succeeded)(struct session *s);   /* logged in at the backend */
+    /* A SASL continuation with this base64 challenge ("" for none). */
+    void (*sasl_prompt)(struct session *s, const char *challenge);
+    /* A SASL response that ends the exchange: a negative enum sasl_status. */
+    void (*sasl_failed)(struct session *s, int why);
     /* Pre-auth time is up, or the server is stopping: say goodbye. */
     void (*bye)(struct session *s, const char *why);
+    /* The session is being freed: free the protocol's own state. */
+    void (*release)(struct session *s);
 };
 
 struct imap_session {
     /* Only while before login: a parser is ~16 KiB, idle relays keep none. */
     struct imap_parser *parser;
     char tag[IMAP_TAG_MAX + 1];            /* of the login in progress */
-    int sasl_step;                         /* AUTHENTICATE continuation step */
     int backend_step;                      /* backend login dialog step */
     char *caps;                            /* the backend's post-login capabilities */
+};
+
+struct pop3_session {
+    struct pop3_parser *parser;            /* only before login */
+    char user[AUTH_USER_MAX];              /* from USER, until PASS */
+    int backend_step;
 };
 
 struct session {
@@ -86,6 +114,7 @@ struct session {
     uint64_t last_activity_ms;
     uint64_t login_started_ms;
     int ncommands;                         /* pre-auth commands so far */
+    enum session_sasl sasl;
 
     /* The login in progress; pass is wiped once the backend has answered. */
     char user[AUTH_USER_MAX];
@@ -105,11 +134,13 @@ struct session {
 
     union {
         struct imap_session imap;
+        struct pop3_session pop3;
     } u;
 };
 
 /* The protocols. */
 extern const struct session_proto imap_session_proto;
+extern const struct session_proto pop3_session_proto;
 
 /* The protocol a listener serves, or NULL if this build has none for it. */
 const struct session_proto *session_proto_for(enum config_proto proto);
@@ -129,22 +160,27 @@ void session_close(struct session *s);
  * command must be dropped by the caller. */
 void session_starttls(struct session *s);
 
-/* Starts the auth decision for s->user / s->pass; pauses client reads. */
-void session_auth_start(struct session *s);
+/*
+ * Starts a login with these credentials: the decision, then the backend.
+ * Pauses client reads until it is over.  A name the decision cannot take is
+ * refused like any other failure.
+ */
+void session_login(struct session *s, const char *user, size_t ulen, const char *pass,
+                   size_t plen);
+
+/*
+ * Starts a SASL exchange for mech (PLAIN or LOGIN), with an initial response
+ * if ir is not NULL ("=" is an empty one).  Returns -1 if the mechanism is
+ * not supported (the protocol replies), else 0: the exchange goes on through
+ * sasl_prompt / sasl_failed / session_login.
+ */
+int session_sasl_start(struct session *s, const char *mech, const char *ir, size_t irlen);
+
+/* A SASL response line from the client. */
+void session_sasl_line(struct session *s, const char *line, size_t len);
 
 /* Keeps client bytes that came behind a login command, for after it. */
 void session_keep_pending(struct session *s, const char *data, size_t len);
-
-/* Back to PREAUTH after a failed or refused login: resumes reads and feeds
- * what was kept. */
-void session_resume_preauth(struct session *s);
-
-/* Runs fn after the refusal delay (at least [auth] refusal_delay since the
- * login began, so every refusal takes about as long). */
-void session_after_refusal_delay(struct session *s, void (*fn)(struct session *s));
-
-/* Connects to the backend for s->proto; backend_up or backend_down follows. */
-void session_backend_connect(struct session *s);
 
 /* Starts TLS toward the backend (STARTTLS); backend_up follows again. */
 void session_backend_starttls(struct session *s);
@@ -152,11 +188,25 @@ void session_backend_starttls(struct session *s);
 /* Sends bytes to the backend. */
 void session_backend_send(struct session *s, const char *data, size_t len);
 
-/* Ends the backend attempt without a word to the client (a refused login). */
-void session_backend_close(struct session *s);
+/*
+ * The SASL PLAIN response (base64, NUL-terminated) that logs the login in
+ * progress in at the backend: as the user through the master user for an
+ * app password (authzid = user, authcid = master), with the client's own
+ * credentials for a passthrough.  Returns its length, or -1.  The caller
+ * wipes out when done.
+ */
+int session_backend_plain(struct session *s, char *out, size_t cap);
 
-/* Gives up the backend attempt (closing it) and calls backend_down. */
+/* The backend attempt failed (down, slow, confused): a temporary error to
+ * the client, who may try again. */
 void session_backend_fail(struct session *s, const char *why);
+
+/* The backend refused the client's own credentials (passthrough). */
+void session_backend_refused(struct session *s);
+
+/* The backend accepted the login: the protocol's success reply, then relay
+ * (kept client bytes go first). */
+void session_login_ok(struct session *s);
 
 /*
  * Splits backend bytes into lines for the login dialog.  For each complete
@@ -167,9 +217,6 @@ void session_backend_fail(struct session *s, const char *why);
  */
 int session_backend_lines(struct session *s, const char *data, size_t len,
                           int (*fn)(struct session *s, char *line, size_t len));
-
-/* The login succeeded: relay from now on (kept client bytes go first). */
-void session_relay_start(struct session *s);
 
 /* The server is stopping: a session still before login says goodbye. */
 void session_shutdown(struct session *s);
