@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth/auth.h"
 #include "core/listen.h"
@@ -26,6 +27,8 @@ session_proto_for(enum config_proto proto)
         return &imap_session_proto;
     case CONFIG_PROTO_POP3:
         return &pop3_session_proto;
+    case CONFIG_PROTO_SMTP:
+        return &smtp_session_proto;
     default:
         return NULL;
     }
@@ -58,6 +61,8 @@ proxy_shared_init(struct proxy_shared *sh, const struct config *cfg, const struc
     memset(sh, 0, sizeof(*sh));
     sh->cfg = cfg;
     sh->keys = keys;
+    if (gethostname(sh->hostname, sizeof(sh->hostname) - 1) != 0 || sh->hostname[0] == '\0')
+        util_strlcpy(sh->hostname, "localhost", sizeof(sh->hostname));
     for (int i = 0; i < CONFIG_L_COUNT; i++) {
         const struct config_listener *l = &cfg->listeners[i];
 

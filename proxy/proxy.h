@@ -27,6 +27,7 @@ struct proxy_shared {
     SSL_CTX *tls_client;                  /* for backends with TLS */
     struct sockaddr_storage backend[3];   /* by enum config_proto */
     struct sockaddr_storage backend_inbound; /* SMTP without AUTH */
+    char hostname[256];                   /* for SMTP greetings */
 };
 
 /* One listening socket and what it serves. */
@@ -52,6 +53,11 @@ struct proxy_worker {
     int nsessions;
     uint64_t next_id;
     int stopping;
+    /* What the SMTP backend's last EHLO on this worker announced, so that
+     * clients are told the extensions they will get (smtp.c). */
+    int smtp_ext_known;
+    unsigned smtp_ext;
+    uint64_t smtp_size;
 };
 
 /* The worker hooks for core/worker.c. */

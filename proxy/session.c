@@ -408,6 +408,7 @@ session_resume_preauth(struct session *s)
         return;
     session_forget_secret(s);
     s->state = SESSION_PREAUTH;
+    s->inbound = 0;
     session_preauth_timer(s);
     s->pending = NULL;
     s->pending_len = 0;
@@ -648,7 +649,9 @@ static void
 session_backend_connected(struct conn *c, int status)
 {
     struct session *s = c->data;
-    enum config_tls_mode mode = s->pw->cfg->backend_tls[s->proto->proto];
+    /* The inbound MTA is reached in cleartext, as mail servers reach it. */
+    enum config_tls_mode mode =
+        s->inbound ? CONFIG_TLS_NO : s->pw->cfg->backend_tls[s->proto->proto];
 
     if (c != s->backend)
         return;
@@ -674,7 +677,9 @@ static void
 session_backend_connect(struct session *s)
 {
     struct conn *b;
-    const struct sockaddr *addr = (const struct sockaddr *)&s->pw->sh->backend[s->proto->proto];
+    const struct sockaddr *addr =
+        (const struct sockaddr *)(s->inbound ? &s->pw->sh->backend_inbound
+                                             : &s->pw->sh->backend[s->proto->proto]);
 
     s->state = SESSION_BACKEND;
     s->proto->backend_start(s);
@@ -750,6 +755,24 @@ session_backend_refused(struct session *s)
     session_backend_drop(s, 1);
     uv_timer_stop(&s->timer);
     session_refuse(s);
+}
+
+void
+session_inbound(struct session *s)
+{
+    s->inbound = 1;
+    s->how = AUTH_PASSTHROUGH;
+    s->login_started_ms = util_now_ms();
+    conn_read_stop(&s->client);
+    session_backend_connect(s);
+}
+
+void
+session_inbound_ok(struct session *s)
+{
+    log_info("session=%" PRIu64 " event=relay proto=%s addr=%s inbound=1 ms=%" PRIu64, s->id,
+             s->proto->name, s->addr, util_now_ms() - s->login_started_ms);
+    session_relay_start(s);
 }
 
 void

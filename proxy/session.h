@@ -89,6 +89,19 @@ struct pop3_session {
     int backend_step;
 };
 
+struct smtp_preauth;
+
+struct smtp_session {
+    struct smtp_preauth *pre;              /* parser and backend replies, before login */
+    char helo[256];                        /* the client's EHLO/HELO name, "" until given */
+    int esmtp;                             /* it said EHLO (not HELO) */
+    int backend_step;
+    int backend_tls;                       /* the backend connection is encrypted */
+    int xclient_sent;
+    char *mail;                            /* inbound: the MAIL command to replay */
+    size_t mail_len;
+};
+
 struct session {
     struct session *prev, *next;           /* the worker's list */
     struct proxy_worker *pw;
@@ -105,6 +118,7 @@ struct session {
     int handles;                           /* open handles, the session included */
     int closing;
     int tls;                               /* the client side is encrypted */
+    int inbound;                           /* SMTP without AUTH, relayed as it is */
     int client_paused;                     /* reads stopped for backpressure */
     int backend_paused;
 
@@ -135,12 +149,14 @@ struct session {
     union {
         struct imap_session imap;
         struct pop3_session pop3;
+        struct smtp_session smtp;
     } u;
 };
 
 /* The protocols. */
 extern const struct session_proto imap_session_proto;
 extern const struct session_proto pop3_session_proto;
+extern const struct session_proto smtp_session_proto;
 
 /* The protocol a listener serves, or NULL if this build has none for it. */
 const struct session_proto *session_proto_for(enum config_proto proto);
@@ -175,6 +191,14 @@ void session_login(struct session *s, const char *user, size_t ulen, const char 
  * sasl_prompt / sasl_failed / session_login.
  */
 int session_sasl_start(struct session *s, const char *mech, const char *ir, size_t irlen);
+
+/*
+ * SMTP without AUTH (another server delivering mail): connects to the
+ * inbound backend; the protocol's backend dialog replays what it must and
+ * calls session_inbound_ok().
+ */
+void session_inbound(struct session *s);
+void session_inbound_ok(struct session *s);
 
 /* A SASL response line from the client. */
 void session_sasl_line(struct session *s, const char *line, size_t len);
