@@ -35,6 +35,7 @@ struct main_state {
     struct worker *workers;
     int nworkers;
     const struct config *cfg;
+    struct proxy_shared *sh;
     int stopping;
 };
 
@@ -92,8 +93,14 @@ main_signal_cb(uv_signal_t *h, int signum)
     struct main_state *ms = h->data;
 
     if (signum == SIGHUP) {
-        log_warn("event=sighup note=\"configuration reload is not implemented yet; "
-                 "restart to apply changes\"");
+        char err[512];
+
+        /* Certificates are renewed while the server runs; everything else
+         * in the configuration needs a restart (listeners are bound once). */
+        if (proxy_reload_tls(ms->sh, err, sizeof(err)) == 0)
+            log_info("event=reload what=tls_certificate result=ok");
+        else
+            log_error("event=reload what=tls_certificate result=failed error=\"%s\"", err);
         return;
     }
     if (ms->stopping) {
@@ -175,6 +182,7 @@ main_serve(const struct config *cfg)
 
     ms.loop = uv_default_loop();
     ms.cfg = cfg;
+    ms.sh = &sh;
     ms.nworkers = cfg->workers;
     ms.workers = calloc((size_t)cfg->workers, sizeof(*ms.workers));
     if (ms.workers == NULL)

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "core/util.h"
@@ -161,4 +162,51 @@ tls_client_ctx_new(int verify, const char *ca_file, char *err, size_t errlen)
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+int
+tls_slot_init(struct tls_slot *slot, SSL_CTX *ctx)
+{
+    int rc = uv_mutex_init(&slot->lock);
+
+    slot->ctx = ctx;
+    return rc;
+}
+
+SSL_CTX *
+tls_slot_get(struct tls_slot *slot)
+{
+    SSL_CTX *ctx;
+
+    uv_mutex_lock(&slot->lock);
+    ctx = slot->ctx;
+    if (ctx != NULL)
+        SSL_CTX_up_ref(ctx);
+    uv_mutex_unlock(&slot->lock);
+    return ctx;
+}
+
+void
+tls_slot_set(struct tls_slot *slot, SSL_CTX *ctx)
+{
+    unsigned char keys[80];    /* name, HMAC secret, AES key: 16 + 32 + 32 */
+    SSL_CTX *old;
+
+    uv_mutex_lock(&slot->lock);
+    old = slot->ctx;
+    if (old != NULL && SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof(keys)) == 1)
+        SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys));
+    slot->ctx = ctx;
+    uv_mutex_unlock(&slot->lock);
+    OPENSSL_cleanse(keys, sizeof(keys));
+    /* Handshakes under way hold their own references. */
+    SSL_CTX_free(old);
+}
+
+void
+tls_slot_free(struct tls_slot *slot)
+{
+    SSL_CTX_free(slot->ctx);
+    slot->ctx = NULL;
+    uv_mutex_destroy(&slot->lock);
 }

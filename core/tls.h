@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include <openssl/ssl.h>
+#include <uv.h>
 
 /*
  * Server context from PEM files (cert_file may hold the chain): TLS 1.2
@@ -35,5 +36,26 @@ SSL_CTX *tls_client_ctx_new(int verify, const char *ca_file, char *err, size_t e
  * or "unknown" if there is none; clears the thread's error queue.
  */
 void tls_error_text(char *out, size_t outlen);
+
+/*
+ * The server context the workers use, replaceable while they run (SIGHUP
+ * reloads the certificate).  A worker takes a reference for each handshake
+ * it starts (tls_slot_get, then SSL_CTX_free after conn_tls_server, whose
+ * SSL object holds its own); the main thread swaps in a new context.  The
+ * lock is held only to copy a pointer and count a reference.
+ */
+struct tls_slot {
+    uv_mutex_t lock;
+    SSL_CTX *ctx;
+};
+
+int tls_slot_init(struct tls_slot *slot, SSL_CTX *ctx);   /* takes ctx */
+SSL_CTX *tls_slot_get(struct tls_slot *slot);             /* a new reference, or NULL */
+/*
+ * Puts ctx (taken) in place of the current one, after copying the session
+ * ticket keys over, so that clients resume across a reload.
+ */
+void tls_slot_set(struct tls_slot *slot, SSL_CTX *ctx);
+void tls_slot_free(struct tls_slot *slot);
 
 #endif

@@ -73,9 +73,18 @@ proxy_shared_init(struct proxy_shared *sh, const struct config *cfg, const struc
         }
     }
     if (cfg->tls_cert[0] != '\0') {
-        sh->tls_server = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, errlen);
-        if (sh->tls_server == NULL)
+        SSL_CTX *ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, errlen);
+
+        if (ctx == NULL)
             return -1;
+        sh->tls_server = malloc(sizeof(*sh->tls_server));
+        if (sh->tls_server == NULL || tls_slot_init(sh->tls_server, ctx) != 0) {
+            free(sh->tls_server);
+            sh->tls_server = NULL;
+            SSL_CTX_free(ctx);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
     }
     sh->tls_client = tls_client_ctx_new(cfg->backend_tls_verify,
                                         cfg->backend_ca[0] ? cfg->backend_ca : NULL, err, errlen);
@@ -103,10 +112,27 @@ fail:
 void
 proxy_shared_free(struct proxy_shared *sh)
 {
-    SSL_CTX_free(sh->tls_server);
+    if (sh->tls_server != NULL) {
+        tls_slot_free(sh->tls_server);
+        free(sh->tls_server);
+    }
     SSL_CTX_free(sh->tls_client);
     sh->tls_server = NULL;
     sh->tls_client = NULL;
+}
+
+int
+proxy_reload_tls(struct proxy_shared *sh, char *err, size_t errlen)
+{
+    SSL_CTX *ctx;
+
+    if (sh->tls_server == NULL)
+        return 0;
+    ctx = tls_server_ctx_new(sh->cfg->tls_cert, sh->cfg->tls_key, err, errlen);
+    if (ctx == NULL)
+        return -1;
+    tls_slot_set(sh->tls_server, ctx);
+    return 0;
 }
 
 void

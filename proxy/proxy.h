@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "conf/config.h"
+#include "core/tls.h"
 #include "core/worker.h"
 
 struct auth_ctx;
@@ -23,7 +24,7 @@ struct session;
 struct proxy_shared {
     const struct config *cfg;
     const struct keys *keys;
-    SSL_CTX *tls_server;                  /* NULL if no [tls] */
+    struct tls_slot *tls_server;          /* NULL if no [tls]; reloadable */
     SSL_CTX *tls_client;                  /* for backends with TLS */
     struct sockaddr_storage backend[3];   /* by enum config_proto */
     struct sockaddr_storage backend_inbound; /* SMTP without AUTH */
@@ -67,6 +68,10 @@ extern const struct worker_hooks proxy_worker_hooks;
 int proxy_shared_init(struct proxy_shared *sh, const struct config *cfg,
                       const struct keys *keys, char *err, size_t errlen);
 void proxy_shared_free(struct proxy_shared *sh);
+
+/* SIGHUP: loads the certificate and key again; new handshakes use them.
+ * 0, or -1 with err (the old pair stays in use). */
+int proxy_reload_tls(struct proxy_shared *sh, char *err, size_t errlen);
 
 /* Called by session.c: a session joins the worker's list. */
 void proxy_session_add(struct proxy_worker *pw, struct session *s);

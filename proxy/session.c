@@ -320,11 +320,9 @@ session_accept(struct proxy_listener *l)
              s->proto->name, l->conf->key, s->addr, s->port);
 
     if (l->conf->implicit_tls) {
-        if (conn_tls_server(&s->client, pw->sh->tls_server, session_client_tls_done) != 0) {
-            session_abort(s);
+        session_starttls(s);
+        if (s->closing)
             return;
-        }
-        s->tls = 1;
     }
     session_preauth_timer(s);
     s->proto->greet(s);
@@ -335,7 +333,11 @@ session_accept(struct proxy_listener *l)
 void
 session_starttls(struct session *s)
 {
-    if (conn_tls_server(&s->client, s->pw->sh->tls_server, session_client_tls_done) != 0) {
+    SSL_CTX *ctx = tls_slot_get(s->pw->sh->tls_server);
+    int rc = ctx != NULL ? conn_tls_server(&s->client, ctx, session_client_tls_done) : -1;
+
+    SSL_CTX_free(ctx);    /* the SSL object holds its own reference */
+    if (rc != 0) {
         session_abort(s);
         return;
     }

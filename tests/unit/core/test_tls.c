@@ -621,6 +621,58 @@ test_tls_close_delivers_all(void **state)
     tp_free(&cli);
 }
 
+/*
+ * SIGHUP's reload: a new server context put in the slot keeps the ticket
+ * keys, so a client resumes the session it had before the reload; and the
+ * slot hands out references that outlive a swap.
+ */
+static void
+test_slot_reload_keeps_tickets(void **state)
+{
+    struct tls_run a = {.cctx = fx.cctx, .sni = "localhost", .echo_len = 100};
+    struct tls_run b = {.cctx = fx.cctx, .sni = "localhost", .echo_len = 100};
+    struct tls_run c = {.cctx = fx.cctx, .sni = "localhost", .echo_len = 100};
+    struct tls_slot slot;
+    SSL_CTX *saved = fx.sctx, *held, *fresh, *unrelated;
+    char err[256];
+
+    SSL_CTX_up_ref(saved);
+    assert_int_equal(tls_slot_init(&slot, saved), 0);
+    fx.sctx = tls_slot_get(&slot);
+    tls_run(&a);
+    check_echo(&a);
+    held = fx.sctx;                      /* a reference taken before the swap */
+
+    fresh = tls_server_ctx_new(fx.cert, fx.key, err, sizeof(err));
+    assert_non_null(fresh);
+    tls_slot_set(&slot, fresh);
+    fx.sctx = tls_slot_get(&slot);
+    assert_ptr_equal(fx.sctx, fresh);
+    b.session = a.session_out;
+    tls_run(&b);
+    check_echo(&b);
+    assert_int_equal(b.srv_reused, 1);   /* the old ticket still opens */
+    SSL_CTX_free(fx.sctx);
+
+    /* A context that did not inherit the keys does not resume: the check
+     * above would fail without the copy. */
+    unrelated = tls_server_ctx_new(fx.cert, fx.key, err, sizeof(err));
+    assert_non_null(unrelated);
+    fx.sctx = unrelated;
+    c.session = a.session_out;
+    tls_run(&c);
+    check_echo(&c);
+    assert_int_equal(c.srv_reused, 0);
+    SSL_CTX_free(unrelated);
+
+    SSL_CTX_free(held);                  /* still valid after the swap */
+    tls_slot_free(&slot);
+    fx.sctx = saved;
+    tls_run_free(&a);
+    tls_run_free(&b);
+    tls_run_free(&c);
+}
+
 int
 main(void)
 {
@@ -629,6 +681,7 @@ main(void)
         cmocka_unit_test(test_tls13_echo_1mib),
         cmocka_unit_test(test_tls12_echo),
         cmocka_unit_test(test_resumption),
+        cmocka_unit_test(test_slot_reload_keeps_tickets),
         cmocka_unit_test(test_verify),
         cmocka_unit_test(test_tls11_refused),
         cmocka_unit_test(test_starttls),
