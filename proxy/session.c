@@ -551,7 +551,7 @@ void
 session_sasl_line(struct session *s, const char *line, size_t len)
 {
     char buf[AUTH_PASS_MAX];
-    int rc;
+    int rc = SASL_MALFORMED;
 
     switch (s->sasl) {
     case SESSION_SASL_NONE:
