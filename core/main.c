@@ -26,6 +26,26 @@
 
 #define MAIN_DEFAULT_CONFIG "conf/mfagate.conf"
 
+/* What every worker thread shares: read-only once the workers run. */
+struct main_shared {
+    const struct config *cfg;
+    const struct keys *keys;
+    struct proxy_shared proxy;
+};
+
+/*
+ * One worker's parts: the auth context (one store connection per worker),
+ * shared by the parts that serve on its loop.  The worker ends when every
+ * part has stopped.
+ */
+struct main_worker {
+    struct worker *w;
+    struct auth_ctx *auth;
+    struct proxy_worker *proxy;
+    int running;                /* parts not yet stopped */
+    int stopping;
+};
+
 /* The main thread's loop state while serving. */
 struct main_state {
     uv_loop_t *loop;
@@ -35,8 +55,93 @@ struct main_state {
     struct worker *workers;
     int nworkers;
     const struct config *cfg;
-    struct proxy_shared *sh;
+    struct tls_slot *tls;
     int stopping;
+};
+
+/* A part has nothing left open: when all have, the worker's loop may end. */
+static void
+main_worker_part_stopped(void *arg)
+{
+    struct main_worker *mw = arg;
+
+    if (--mw->running > 0)
+        return;
+    if (mw->auth != NULL) {
+        auth_ctx_free(mw->auth);
+        mw->auth = NULL;
+    }
+    worker_release(mw->w);
+}
+
+static int
+main_worker_init(struct worker *w)
+{
+    const struct main_shared *ms = w->shared;
+    struct main_worker *mw;
+    int rc;
+
+    mw = calloc(1, sizeof(*mw));
+    if (mw == NULL)
+        return UV_ENOMEM;
+    mw->w = w;
+    w->data = mw;
+    rc = auth_ctx_new(&w->loop, ms->cfg, ms->keys, &mw->auth);
+    if (rc != 0) {
+        log_error("worker=%d event=auth_init_failed", w->id);
+        return rc < 0 ? rc : -1;
+    }
+    return proxy_worker_start(w, &ms->proxy, mw->auth, &mw->proxy);
+}
+
+static void
+main_worker_stop(struct worker *w)
+{
+    struct main_worker *mw = w->data;
+
+    if (mw == NULL) {
+        worker_release(w);
+        return;
+    }
+    if (mw->stopping)
+        return;
+    mw->stopping = 1;
+    /* One count for this function, so no part finishes the worker early. */
+    mw->running = 2;
+    if (mw->proxy != NULL)
+        proxy_worker_stop(mw->proxy, main_worker_part_stopped, mw);
+    else
+        mw->running--;
+    main_worker_part_stopped(mw);
+}
+
+static void
+main_worker_abort(struct worker *w)
+{
+    struct main_worker *mw = w->data;
+
+    if (mw != NULL && mw->proxy != NULL)
+        proxy_worker_abort(mw->proxy);
+}
+
+static void
+main_worker_cleanup(struct worker *w)
+{
+    struct main_worker *mw = w->data;
+
+    if (mw == NULL)
+        return;
+    if (mw->proxy != NULL)
+        proxy_worker_free(mw->proxy);
+    free(mw);
+    w->data = NULL;
+}
+
+static const struct worker_hooks main_worker_hooks = {
+    .init = main_worker_init,
+    .stop = main_worker_stop,
+    .abort = main_worker_abort,
+    .cleanup = main_worker_cleanup,
 };
 
 static void
@@ -97,10 +202,19 @@ main_signal_cb(uv_signal_t *h, int signum)
 
         /* Certificates are renewed while the server runs; everything else
          * in the configuration needs a restart (listeners are bound once). */
-        if (proxy_reload_tls(ms->sh, err, sizeof(err)) == 0)
-            log_info("event=reload what=tls_certificate result=ok");
-        else
+        SSL_CTX *ctx = ms->tls == NULL ? NULL
+                                       : tls_server_ctx_new(ms->cfg->tls_cert, ms->cfg->tls_key,
+                                                            err, sizeof(err));
+
+        if (ms->tls == NULL)
+            return;
+        if (ctx != NULL) {
+            tls_slot_set(ms->tls, ctx);
+            log_info("event=reload what=tls_certificate result=ok note=\"other settings "
+                     "need a restart\"");
+        } else {
             log_error("event=reload what=tls_certificate result=failed error=\"%s\"", err);
+        }
         return;
     }
     if (ms->stopping) {
@@ -158,35 +272,62 @@ main_chown_state(const struct config *cfg)
     }
 }
 
+/* The server context for every TLS listener, in a slot SIGHUP can refill. */
+static struct tls_slot *
+main_tls_slot(const struct config *cfg, char *err, size_t errlen)
+{
+    struct tls_slot *slot;
+    SSL_CTX *ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, errlen);
+
+    if (ctx == NULL)
+        return NULL;
+    slot = malloc(sizeof(*slot));
+    if (slot == NULL || tls_slot_init(slot, ctx) != 0) {
+        free(slot);
+        SSL_CTX_free(ctx);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return slot;
+}
+
 static int
 main_serve(const struct config *cfg)
 {
     struct main_state ms;
-    struct proxy_shared sh;
+    struct main_shared shared;
     struct keys keys;
     char err[1024];
-    int rc;
+    int rc, status = 1;
 
     memset(&ms, 0, sizeof(ms));
+    memset(&shared, 0, sizeof(shared));
     signal(SIGPIPE, SIG_IGN);
     if (auth_init_state(cfg, &keys, err, sizeof(err)) != 0) {
         fprintf(stderr, "mfagate: %s\n", err);
         return 1;
     }
     main_chown_state(cfg);
-    if (proxy_shared_init(&sh, cfg, &keys, err, sizeof(err)) != 0) {
+    shared.cfg = cfg;
+    shared.keys = &keys;
+    if (cfg->tls_cert[0] != '\0') {
+        ms.tls = main_tls_slot(cfg, err, sizeof(err));
+        if (ms.tls == NULL) {
+            fprintf(stderr, "mfagate: %s: [tls] %s\n", cfg->path, err);
+            goto out;
+        }
+    }
+    if (proxy_shared_init(&shared.proxy, cfg, ms.tls, err, sizeof(err)) != 0) {
         fprintf(stderr, "mfagate: %s\n", err);
-        keys_wipe(&keys);
-        return 1;
+        goto out;
     }
 
     ms.loop = uv_default_loop();
     ms.cfg = cfg;
-    ms.sh = &sh;
     ms.nworkers = cfg->workers;
     ms.workers = calloc((size_t)cfg->workers, sizeof(*ms.workers));
     if (ms.workers == NULL)
-        goto fail;
+        goto out;
     uv_signal_init(ms.loop, &ms.sigterm);
     uv_signal_init(ms.loop, &ms.sigint);
     uv_signal_init(ms.loop, &ms.sighup);
@@ -198,35 +339,37 @@ main_serve(const struct config *cfg)
     uv_signal_start(&ms.sigint, main_signal_cb, SIGINT);
     uv_signal_start(&ms.sighup, main_signal_cb, SIGHUP);
 
-    rc = workers_start(ms.workers, ms.nworkers, &proxy_worker_hooks, &sh, &ms.ended);
+    rc = workers_start(ms.workers, ms.nworkers, &main_worker_hooks, &shared, &ms.ended);
     if (rc != 0) {
         fprintf(stderr, "mfagate: could not start: %s\n", uv_strerror(rc));
         main_close_all(&ms);
         uv_run(ms.loop, UV_RUN_DEFAULT);
-        goto fail;
+        goto out;
     }
     if (main_drop_privileges(cfg) != 0) {
         workers_command(ms.workers, ms.nworkers, WORKER_CMD_ABORT);
         workers_join(ms.workers, ms.nworkers);
         main_close_all(&ms);
         uv_run(ms.loop, UV_RUN_DEFAULT);
-        goto fail;
+        goto out;
     }
     log_info("event=started workers=%d", cfg->workers);
     uv_run(ms.loop, UV_RUN_DEFAULT);
     workers_join(ms.workers, ms.nworkers);
-    uv_loop_close(ms.loop);
-    free(ms.workers);
-    proxy_shared_free(&sh);
-    keys_wipe(&keys);
     log_info("event=stopped");
-    return 0;
+    status = 0;
 
-fail:
+out:
+    if (ms.loop != NULL)
+        uv_loop_close(ms.loop);
     free(ms.workers);
-    proxy_shared_free(&sh);
+    proxy_shared_free(&shared.proxy);
+    if (ms.tls != NULL) {
+        tls_slot_free(ms.tls);
+        free(ms.tls);
+    }
     keys_wipe(&keys);
-    return 1;
+    return status;
 }
 
 /*

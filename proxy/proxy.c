@@ -55,12 +55,12 @@ proxy_resolve(const char *host, int port, struct sockaddr_storage *out)
 }
 
 int
-proxy_shared_init(struct proxy_shared *sh, const struct config *cfg, const struct keys *keys,
-                  char *err, size_t errlen)
+proxy_shared_init(struct proxy_shared *sh, const struct config *cfg,
+                  struct tls_slot *tls_server, char *err, size_t errlen)
 {
     memset(sh, 0, sizeof(*sh));
     sh->cfg = cfg;
-    sh->keys = keys;
+    sh->tls_server = tls_server;
     if (gethostname(sh->hostname, sizeof(sh->hostname) - 1) != 0 || sh->hostname[0] == '\0')
         util_strlcpy(sh->hostname, "localhost", sizeof(sh->hostname));
     for (int i = 0; i < CONFIG_L_COUNT; i++) {
@@ -69,20 +69,6 @@ proxy_shared_init(struct proxy_shared *sh, const struct config *cfg, const struc
         if (l->naddrs > 0 && l->proto != CONFIG_PROTO_HTTP && session_proto_for(l->proto) == NULL) {
             snprintf(err, errlen, "%s: [listen] %s: this protocol is not implemented yet",
                      cfg->path, l->key);
-            return -1;
-        }
-    }
-    if (cfg->tls_cert[0] != '\0') {
-        SSL_CTX *ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, errlen);
-
-        if (ctx == NULL)
-            return -1;
-        sh->tls_server = malloc(sizeof(*sh->tls_server));
-        if (sh->tls_server == NULL || tls_slot_init(sh->tls_server, ctx) != 0) {
-            free(sh->tls_server);
-            sh->tls_server = NULL;
-            SSL_CTX_free(ctx);
-            snprintf(err, errlen, "out of memory");
             return -1;
         }
     }
@@ -112,27 +98,8 @@ fail:
 void
 proxy_shared_free(struct proxy_shared *sh)
 {
-    if (sh->tls_server != NULL) {
-        tls_slot_free(sh->tls_server);
-        free(sh->tls_server);
-    }
     SSL_CTX_free(sh->tls_client);
-    sh->tls_server = NULL;
     sh->tls_client = NULL;
-}
-
-int
-proxy_reload_tls(struct proxy_shared *sh, char *err, size_t errlen)
-{
-    SSL_CTX *ctx;
-
-    if (sh->tls_server == NULL)
-        return 0;
-    ctx = tls_server_ctx_new(sh->cfg->tls_cert, sh->cfg->tls_key, err, errlen);
-    if (ctx == NULL)
-        return -1;
-    tls_slot_set(sh->tls_server, ctx);
-    return 0;
 }
 
 void
@@ -150,13 +117,12 @@ proxy_session_add(struct proxy_worker *pw, struct session *s)
 static void
 proxy_maybe_finish(struct proxy_worker *pw)
 {
-    if (!pw->stopping || pw->nsessions > 0 || pw->listeners_open > 0)
+    void (*stopped)(void *) = pw->stopped;
+
+    if (!pw->stopping || pw->nsessions > 0 || pw->listeners_open > 0 || stopped == NULL)
         return;
-    if (pw->auth != NULL) {
-        auth_ctx_free(pw->auth);
-        pw->auth = NULL;
-    }
-    worker_release(pw->w);
+    pw->stopped = NULL;
+    stopped(pw->stopped_arg);
 }
 
 void
@@ -209,26 +175,23 @@ proxy_close_listeners(struct proxy_worker *pw)
     }
 }
 
-static int
-proxy_worker_init(struct worker *w)
+int
+proxy_worker_start(struct worker *w, const struct proxy_shared *sh, struct auth_ctx *auth,
+                   struct proxy_worker **out)
 {
-    const struct proxy_shared *sh = w->shared;
     const struct config *cfg = sh->cfg;
     struct proxy_worker *pw;
     int rc;
 
+    *out = NULL;
     pw = calloc(1, sizeof(*pw));
     if (pw == NULL)
         return UV_ENOMEM;
     pw->w = w;
     pw->sh = sh;
     pw->cfg = cfg;
-    w->data = pw;
-    rc = auth_ctx_new(&w->loop, cfg, sh->keys, &pw->auth);
-    if (rc != 0) {
-        log_error("worker=%d event=auth_init_failed", w->id);
-        return rc < 0 ? rc : -1;
-    }
+    pw->auth = auth;
+    *out = pw;
     for (int i = 0; i < CONFIG_L_COUNT; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
 
@@ -255,19 +218,16 @@ proxy_worker_init(struct worker *w)
     return 0;
 }
 
-static void
-proxy_worker_stop(struct worker *w)
+void
+proxy_worker_stop(struct proxy_worker *pw, void (*stopped)(void *arg), void *arg)
 {
-    struct proxy_worker *pw = w->data;
     struct session *s, *next;
 
-    if (pw == NULL) {
-        worker_release(w);
-        return;
-    }
     if (pw->stopping)
         return;
     pw->stopping = 1;
+    pw->stopped = stopped;
+    pw->stopped_arg = arg;
     proxy_close_listeners(pw);
     for (s = pw->sessions; s != NULL; s = next) {
         next = s->next;
@@ -276,31 +236,19 @@ proxy_worker_stop(struct worker *w)
     proxy_maybe_finish(pw);
 }
 
-static void
-proxy_worker_abort(struct worker *w)
+void
+proxy_worker_abort(struct proxy_worker *pw)
 {
-    struct proxy_worker *pw = w->data;
     struct session *s, *next;
 
-    if (pw == NULL)
-        return;
     for (s = pw->sessions; s != NULL; s = next) {
         next = s->next;
         session_abort(s);
     }
-    proxy_maybe_finish(pw);
 }
 
-static void
-proxy_worker_cleanup(struct worker *w)
+void
+proxy_worker_free(struct proxy_worker *pw)
 {
-    free(w->data);
-    w->data = NULL;
+    free(pw);
 }
-
-const struct worker_hooks proxy_worker_hooks = {
-    .init = proxy_worker_init,
-    .stop = proxy_worker_stop,
-    .abort = proxy_worker_abort,
-    .cleanup = proxy_worker_cleanup,
-};

@@ -17,14 +17,12 @@
 #include "core/worker.h"
 
 struct auth_ctx;
-struct keys;
 struct session;
 
 /* Read-only after start; shared by every worker thread. */
 struct proxy_shared {
     const struct config *cfg;
-    const struct keys *keys;
-    struct tls_slot *tls_server;          /* NULL if no [tls]; reloadable */
+    struct tls_slot *tls_server;          /* NULL if no [tls]; borrowed, reloadable */
     SSL_CTX *tls_client;                  /* for backends with TLS */
     struct sockaddr_storage backend[3];   /* by enum config_proto */
     struct sockaddr_storage backend_inbound; /* SMTP without AUTH */
@@ -44,9 +42,11 @@ struct proxy_listener {
 /* One per worker, used only on that worker's loop thread. */
 struct proxy_worker {
     struct worker *w;
+    void (*stopped)(void *arg);           /* proxy_worker_stop's callback */
+    void *stopped_arg;
     const struct proxy_shared *sh;
     const struct config *cfg;
-    struct auth_ctx *auth;
+    struct auth_ctx *auth;                /* the worker's, borrowed */
     struct proxy_listener listeners[PROXY_MAX_LISTENERS];
     int nlisteners;
     int listeners_open;                   /* not yet closed */
@@ -61,17 +61,33 @@ struct proxy_worker {
     uint64_t smtp_size;
 };
 
-/* The worker hooks for core/worker.c. */
-extern const struct worker_hooks proxy_worker_hooks;
-
-/* Fills the shared state; 0 or -1 with err. */
+/*
+ * Fills the shared state: backend addresses, the client TLS context.
+ * tls_server (may be NULL) is borrowed.  0, or -1 with err.
+ */
 int proxy_shared_init(struct proxy_shared *sh, const struct config *cfg,
-                      const struct keys *keys, char *err, size_t errlen);
+                      struct tls_slot *tls_server, char *err, size_t errlen);
 void proxy_shared_free(struct proxy_shared *sh);
 
-/* SIGHUP: loads the certificate and key again; new handshakes use them.
- * 0, or -1 with err (the old pair stays in use). */
-int proxy_reload_tls(struct proxy_shared *sh, char *err, size_t errlen);
+/*
+ * Runs the proxy on worker w's loop (its thread): opens its listeners.
+ * auth is the worker's auth context, borrowed.  On error, *out may still be
+ * set: stop and free it as usual.
+ */
+int proxy_worker_start(struct worker *w, const struct proxy_shared *sh, struct auth_ctx *auth,
+                       struct proxy_worker **out);
+
+/*
+ * Stops accepting; sessions before login say goodbye, logged-in ones go on.
+ * stopped(arg) is called once nothing is left open.
+ */
+void proxy_worker_stop(struct proxy_worker *pw, void (*stopped)(void *arg), void *arg);
+
+/* Ends every session now (the grace period is over). */
+void proxy_worker_abort(struct proxy_worker *pw);
+
+/* Frees what is left, after the loop has ended. */
+void proxy_worker_free(struct proxy_worker *pw);
 
 /* Called by session.c: a session joins the worker's list. */
 void proxy_session_add(struct proxy_worker *pw, struct session *s);
