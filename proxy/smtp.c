@@ -394,6 +394,11 @@ smtp_inbound_go(struct session *s)
 {
     session_backend_send(s, s->u.smtp.mail, s->u.smtp.mail_len);
     session_inbound_ok(s);
+    /* A relay keeps no pre-login state (callers touch none after this). */
+    free(s->u.smtp.pre);
+    s->u.smtp.pre = NULL;
+    free(s->u.smtp.mail);
+    s->u.smtp.mail = NULL;
 }
 
 /* The backend's EHLO answer is complete: what comes next. */

@@ -13,7 +13,8 @@
 #      the master user mfagate
 #   4. var/demo/mfagate.conf, then bob gets a TOTP factor and an app password
 #   5. mfagate serve in the foreground
-# Ports (override with the environment): DEMO_IMAPS=10993 DEMO_IMAP=10143.
+# Ports (override with the environment): DEMO_IMAPS=10993 DEMO_IMAP=10143
+# DEMO_POP3S=10995 DEMO_POP3=10110 DEMO_SMTPS=10994 DEMO_SMTP=10025.
 # MFAGATE_BIN=PATH runs another binary (with --no-build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,13 +24,17 @@ build=1
 for a in "$@"; do
   case "$a" in
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
 
 IMAPS_PORT="${DEMO_IMAPS:-10993}"
 IMAP_PORT="${DEMO_IMAP:-10143}"
+POP3S_PORT="${DEMO_POP3S:-10995}"
+POP3_PORT="${DEMO_POP3:-10110}"
+SMTPS_PORT="${DEMO_SMTPS:-10994}"
+SMTP_PORT="${DEMO_SMTP:-10025}"
 VAR="$ROOT/var/demo"
 BIN="${MFAGATE_BIN:-$ROOT/build/mfagate}"
 CONF="$VAR/mfagate.conf"
@@ -46,9 +51,10 @@ bash certs/mkcert.sh certs
 mkdir -p "$VAR"
 [ -f "$ROOT/var/.gitignore" ] || echo '*' > "$ROOT/var/.gitignore"
 
-for p in "$IMAPS_PORT" "$IMAP_PORT"; do
+for p in "$IMAPS_PORT" "$IMAP_PORT" "$POP3S_PORT" "$POP3_PORT" "$SMTPS_PORT" "$SMTP_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "demo: port $p is in use (another demo still running?); set DEMO_IMAPS/DEMO_IMAP" >&2
+    echo "demo: port $p is in use (another demo still running?); set DEMO_IMAPS, DEMO_IMAP," \
+         "DEMO_POP3S, DEMO_POP3, DEMO_SMTPS or DEMO_SMTP" >&2
     exit 1
   fi
 done
@@ -92,7 +98,9 @@ done
 # shellcheck disable=SC1091
 . "$VAR/dovecot/ports.env"
 echo "demo: Dovecot on 127.0.0.1: IMAP $DOVECOT_IMAP_PORT, POP3 $DOVECOT_POP3_PORT," \
-     "submission $DOVECOT_SUBMISSION_PORT (log: $DOVECOT_LOG)"
+     "submission $DOVECOT_SUBMISSION_PORT (log: $DOVECOT_LOG);" \
+     "SMTP sink (relay and inbound MTA) $DOVECOT_SINK_PORT"
+SINK_DIR="$VAR/dovecot/sink"
 
 # --- mfagate config ----------------------------------------------------------
 # Relative paths are relative to this file's folder (var/demo).
@@ -111,6 +119,10 @@ key  = ../../certs/server.key
 [listen]
 imaps = 127.0.0.1:$IMAPS_PORT
 imap  = 127.0.0.1:$IMAP_PORT
+pop3s = 127.0.0.1:$POP3S_PORT
+pop3  = 127.0.0.1:$POP3_PORT
+smtps = 127.0.0.1:$SMTPS_PORT
+smtp  = 127.0.0.1:$SMTP_PORT
 
 [backend]
 host = 127.0.0.1
@@ -118,9 +130,16 @@ imap = $DOVECOT_IMAP_PORT
 pop3 = $DOVECOT_POP3_PORT
 smtp = $DOVECOT_SUBMISSION_PORT
 imap_tls = no
+pop3_tls = no
+smtp_tls = no
+; unauthenticated SMTP (inbound mail) goes to the demo's SMTP sink
+smtp_inbound = $DOVECOT_SINK_PORT
 master_user = $DOVECOT_MASTER_USER
 master_password_file = dovecot/master-password
 forward_client_addr = yes
+
+[smtp]
+unauthenticated = relay
 
 [limits]
 preauth_timeout = 60s
@@ -143,7 +162,8 @@ APP_PW="$("$BIN" app-password create -c "$CONF" bob --name "Demo mail client" | 
 cat <<INFO
 
 ==============================================================================
- mfagate demo -- IMAPS 127.0.0.1:$IMAPS_PORT, IMAP+STARTTLS 127.0.0.1:$IMAP_PORT
+ mfagate demo on 127.0.0.1 -- IMAPS $IMAPS_PORT, IMAP+STARTTLS $IMAP_PORT,
+   POP3S $POP3S_PORT, POP3+STLS $POP3_PORT, SMTPS $SMTPS_PORT, SMTP+STARTTLS $SMTP_PORT
 ==============================================================================
  alice (no second factor): account password works
    curl --cacert certs/server.crt imaps://127.0.0.1:$IMAPS_PORT/INBOX -u alice:alicepw
@@ -155,14 +175,33 @@ cat <<INFO
    curl --cacert certs/server.crt imaps://127.0.0.1:$IMAPS_PORT/INBOX -u 'bob:$APP_PW'
    curl --cacert certs/server.crt --ssl-reqd imap://127.0.0.1:$IMAP_PORT/INBOX -u 'bob:$APP_PW'
 
+ POP3 (a listing; add a message number to the URL to fetch one):
+   curl --cacert certs/server.crt pop3s://127.0.0.1:$POP3S_PORT/ -u 'bob:$APP_PW'
+   curl --cacert certs/server.crt --ssl-reqd pop3://127.0.0.1:$POP3_PORT/ -u alice:alicepw
+
+ SMTP (Dovecot submission relays to the demo's sink: messages land in
+ $SINK_DIR/):
+   swaks --server 127.0.0.1:$SMTP_PORT --tls --auth PLAIN --auth-user bob \\
+         --auth-password '$APP_PW' --from bob@localhost --to carol@example.com
+   swaks --server 127.0.0.1:$SMTPS_PORT --tlsc --auth LOGIN --auth-user alice \\
+         --auth-password alicepw --from alice@localhost --to carol@example.com
+   curl --cacert certs/server.crt smtps://127.0.0.1:$SMTPS_PORT -u 'bob:$APP_PW' \\
+         --mail-from bob@localhost --mail-rcpt carol@example.com -T message.eml   (any message file)
+ inbound mail (another server, no AUTH) is relayed unchanged to the sink:
+   swaks --server 127.0.0.1:$SMTP_PORT --ehlo mx.example.org \\
+         --from someone@example.org --to alice@localhost
+
  by hand:
    openssl s_client -quiet -CAfile certs/server.crt -connect 127.0.0.1:$IMAPS_PORT
    openssl s_client -quiet -CAfile certs/server.crt -starttls imap -connect 127.0.0.1:$IMAP_PORT
    then:  a LOGIN alice alicepw   /   b SELECT INBOX   /   c LOGOUT
+   openssl s_client -quiet -CAfile certs/server.crt -starttls pop3 -connect 127.0.0.1:$POP3_PORT
+   openssl s_client -quiet -CAfile certs/server.crt -starttls smtp -connect 127.0.0.1:$SMTP_PORT
 
  Thunderbird: incoming IMAP, server 127.0.0.1, port $IMAPS_PORT, SSL/TLS
-   (or $IMAP_PORT, STARTTLS), normal password; accept the self-signed
-   certificate (certs/server.crt) when asked.
+   (or $IMAP_PORT, STARTTLS; POP3: $POP3S_PORT / $POP3_PORT), outgoing SMTP
+   $SMTPS_PORT SSL/TLS (or $SMTP_PORT, STARTTLS), normal password; accept the
+   self-signed certificate (certs/server.crt) when asked.
 
  manage:  $BIN app-password list -c $CONF bob
           $BIN app-password revoke -c $CONF bob --all

@@ -125,3 +125,53 @@ def fetch_body(c, uid):
         if isinstance(item, tuple):
             return item[1]
     raise AssertionError("no body in %r" % (data[:2],))
+
+
+def sink_find(sink, marker, timeout=15.0):
+    """The one message in the SMTP sink that contains `marker` (bytes),
+    waiting up to `timeout` for it; fails if none or several hold it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m for m in sink.messages() if marker in m]
+        if len(found) == 1:
+            return found[0]
+        assert len(found) < 2, "%d sink messages hold %r" % (len(found), marker)
+        if time.monotonic() > deadline:
+            raise AssertionError("no sink message holds %r after %.0fs (%d messages)"
+                                 % (marker, timeout, len(sink.messages())))
+        time.sleep(0.05)
+
+
+def sink_parts(stored):
+    """A stored sink message: (MAIL FROM path, [RCPT paths], message bytes)."""
+    mail_from, rcpts, rest = None, [], stored
+    while True:
+        line, sep, tail = rest.partition(b"\r\n")
+        if line.startswith(b"X-Sink-Xclient: "):
+            pass
+        elif line.startswith(b"X-Sink-Mail-From: "):
+            mail_from = line[len(b"X-Sink-Mail-From: "):].decode()
+        elif line.startswith(b"X-Sink-Rcpt-To: "):
+            rcpts.append(line[len(b"X-Sink-Rcpt-To: "):].decode())
+        else:
+            return mail_from, rcpts, rest
+        rest = tail
+
+
+def sink_xclient(stored):
+    """The XCLIENT arguments a stored sink message came with, as a dict, or None."""
+    line = stored.split(b"\r\n", 1)[0]
+    if not line.startswith(b"X-Sink-Xclient: "):
+        return None
+    return dict(w.split("=", 1) for w in line[len(b"X-Sink-Xclient: "):].decode().split())
+
+
+def body_of(message):
+    """What follows the header block of a message (bytes)."""
+    _, sep, body = message.partition(b"\r\n\r\n")
+    assert sep, "no header/body separator"
+    return body
+
+
+def unique_marker(prefix="m"):
+    return ("%s-%s" % (prefix, os.urandom(6).hex())).encode()

@@ -2,7 +2,7 @@
 
     mg = Mfagate(dir, dovecot, certdir, overrides={"limits": {"preauth_timeout": "2s"}})
     mg.start()                        # writes DIR/mfagate.conf, runs `mfagate serve -c`
-    mg.ports["imaps"], mg.ports["imap"]
+    mg.ports["imaps"], mg.ports["imap"], ["pop3s"], ["pop3"], ["smtps"], ["smtp"]
     mg.cli("app-password", "create", "bob", "--name", "Foxmail").stdout
     mg.stop()                         # SIGTERM; asserts exit status 0 and a clean log
 
@@ -33,6 +33,10 @@ TWO_WORD = {"app-password", "totp", "factor"}
 
 GENERIC_REFUSAL = ("NO [AUTHENTICATIONFAILED] Authentication failed. "
                    "With two-factor verification on, use a client-specific password.")
+POP3_REFUSAL = ("-ERR [AUTH] Authentication failed. "
+                "With two-factor verification on, use a client-specific password.")
+SMTP_REFUSAL = ("535 5.7.8 Authentication failed. "
+                "With two-factor verification on, use a client-specific password.")
 
 
 def mfagate_bin():
@@ -64,7 +68,11 @@ class MfagateError(RuntimeError):
 class Mfagate:
     """One mfagate server with its own directory, config and ports."""
 
-    DEFAULT_LISTEN = ("imaps", "imap")
+    # Every mail listener; pass listen=(...) for fewer.
+    DEFAULT_LISTEN = ("imaps", "imap", "pop3s", "pop3", "smtps", "smtp")
+    # The web endpoint as well: "https" (TLS, the [tls] pair) and "http"
+    # (cleartext, as behind a TLS-terminating reverse proxy).
+    WEB_LISTEN = DEFAULT_LISTEN + ("https", "http")
 
     def __init__(self, directory, dovecot, certdir, overrides=None,
                  listen=DEFAULT_LISTEN, master_password_file=False, binary=None):
@@ -93,8 +101,14 @@ class Mfagate:
             "pop3": str(dc.ports["pop3"]),
             "smtp": str(dc.ports["submission"]),
             "imap_tls": "no",
+            "pop3_tls": "no",
+            "smtp_tls": "no",
             "master_user": dc.master_user,
         }
+        # Inbound mail (SMTP without AUTH) goes straight to the backend's
+        # SMTP sink, the stand-in for the MTA on port 25.
+        if getattr(dc, "sink", None) is not None:
+            backend["smtp_inbound"] = str(dc.sink.port)
         if self.master_password_file:
             backend["master_password_file"] = dc.master_password_file
         else:
@@ -106,6 +120,7 @@ class Mfagate:
             "tls": {"cert": self.cert, "key": self.key},
             "listen": {k: "127.0.0.1:%d" % p for k, p in self.ports.items()},
             "backend": backend,
+            "smtp": {"unauthenticated": "relay"},
             "limits": {"preauth_timeout": "60s", "idle_timeout": "30m",
                        "backend_timeout": "5s", "shutdown_grace": "5s",
                        "max_line": "8192", "max_literal": "8192",
@@ -136,6 +151,11 @@ class Mfagate:
         with open(self.conf_path, "w") as f:
             f.write(self.config_text())
         os.chmod(self.conf_path, 0o600)
+
+    def web_url(self, path="/", tls=True):
+        """URL of path on the https (tls=True) or http listener."""
+        scheme = "https" if tls else "http"
+        return "%s://127.0.0.1:%d%s" % (scheme, self.ports[scheme], path)
 
     # -- serve --------------------------------------------------------------
 

@@ -12,6 +12,12 @@ exactly as received (dot-unstuffed):
     X-Sink-Rcpt-To: <c@d>            (one per recipient)
     ...message...
 
+With xclient=True it also plays a Postfix that trusts its client for
+XCLIENT (advertised as `XCLIENT NAME ADDR PORT PROTO HELO`): an XCLIENT
+command gets a new 220 greeting, and the session's messages are stored with
+one more envelope line first, `X-Sink-Xclient: ADDR=... PORT=...` (the
+command's arguments as sent).
+
 Standard library only (aiosmtpd is not packaged here).  Use it in-process:
 
     sink = SmtpSink(dir); sink.start(); ...; sink.messages(); sink.stop()
@@ -40,7 +46,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self):
         sink = self.server.sink
         self._reply("220 smtpsink ESMTP ready")
-        mail_from, rcpts = None, []
+        mail_from, rcpts, xclient = None, [], None
         while True:
             raw = self.rfile.readline(65536)
             if not raw:
@@ -50,9 +56,15 @@ class _Handler(socketserver.StreamRequestHandler):
             arg = line[len(verb):].strip()
             if verb == "EHLO":
                 self.wfile.write(b"250-smtpsink\r\n250-8BITMIME\r\n"
-                                 b"250-SIZE %d\r\n250-PIPELINING\r\n"
-                                 b"250 ENHANCEDSTATUSCODES\r\n" % MAX_MESSAGE)
+                                 b"250-SIZE %d\r\n250-PIPELINING\r\n" % MAX_MESSAGE)
+                if sink.xclient:
+                    self.wfile.write(b"250-XCLIENT NAME ADDR PORT PROTO HELO\r\n")
+                self.wfile.write(b"250 ENHANCEDSTATUSCODES\r\n")
                 self.wfile.flush()
+            elif verb == "XCLIENT" and sink.xclient:
+                # Postfix: the session starts over with a new greeting.
+                xclient, mail_from, rcpts = arg, None, []
+                self._reply("220 smtpsink ESMTP ready")
             elif verb == "HELO":
                 self._reply("250 smtpsink")
             elif verb == "MAIL":
@@ -72,7 +84,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 data = self._read_data()
                 if data is None:
                     return
-                sink.store(mail_from, rcpts, data)
+                sink.store(mail_from, rcpts, data, xclient)
                 self._reply("250 2.0.0 Ok: queued")
                 mail_from, rcpts = None, []
             elif verb == "RSET":
@@ -113,8 +125,9 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class SmtpSink:
-    def __init__(self, directory, host="127.0.0.1", port=0):
+    def __init__(self, directory, host="127.0.0.1", port=0, xclient=False):
         self.dir = os.path.abspath(directory)
+        self.xclient = xclient
         os.makedirs(self.dir, exist_ok=True)
         self._server = _Server((host, port), _Handler)
         self._server.sink = self
@@ -137,11 +150,12 @@ class SmtpSink:
             self._thread = None
         self._server.server_close()
 
-    def store(self, mail_from, rcpts, data):
+    def store(self, mail_from, rcpts, data, xclient=None):
         with self._lock:
             self._count += 1
             n = self._count
-        head = "X-Sink-Mail-From: %s\r\n" % mail_from
+        head = "X-Sink-Xclient: %s\r\n" % xclient if xclient is not None else ""
+        head += "X-Sink-Mail-From: %s\r\n" % mail_from
         head += "".join("X-Sink-Rcpt-To: %s\r\n" % r for r in rcpts)
         tmp = os.path.join(self.dir, ".%d.tmp" % n)
         with open(tmp, "wb") as f:
