@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 
+#include "auth/account.h"
 #include "auth/apppw.h"
 #include "auth/auth.h"
 #include "auth/keys.h"
@@ -27,7 +28,6 @@
 #define CLI_ERROR 1
 #define CLI_USAGE 2
 
-#define CLI_NAME_MAX 64           /* bytes of an app password name */
 #define CLI_MAX_EXPIRES_DAYS 3650
 #define CLI_AUDIT_DEFAULT 100
 
@@ -84,39 +84,6 @@ cli_time(int64_t t, char *out, size_t outlen)
     strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t
-cli_utf8_len(const unsigned char *s)
-{
-    size_t n;
-    uint32_t cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xe0) == 0xc0) {
-        n = 2;
-        cp = s[0] & 0x1f;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        n = 3;
-        cp = s[0] & 0x0f;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        n = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    /* No overlong forms, no surrogates, nothing past U+10FFFF. */
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-        return 0;
-    return n;
-}
-
 /* A JSON string literal: quotes, backslashes and controls escaped, invalid
  * UTF-8 replaced by U+FFFD. */
 static void
@@ -126,7 +93,7 @@ cli_json_str(FILE *f, const char *s)
 
     fputc('"', f);
     while (*p) {
-        size_t n = cli_utf8_len(p);
+        size_t n = account_utf8_len(p);
 
         if (n == 0) {
             fputs("\\ufffd", f);
@@ -200,13 +167,12 @@ cli_apppw_create(struct cli *c, int argc, char **argv)
 {
     const char *user_arg = NULL, *name = NULL, *scope_arg = NULL;
     struct apppw_params params;
-    struct store_apppw existing;
-    char user[AUTH_USER_MAX], pw[APPPW_LEN + 1], shown[APPPW_SHOWN_LEN + 1];
-    char locator[APPPW_LOCATOR_LEN + 1], hash[APPPW_HASH_MAX], scope_text[32], detail[256];
+    char user[AUTH_USER_MAX], pw[APPPW_LEN + 1] = "", shown[APPPW_SHOWN_LEN + 1];
+    char locator[APPPW_LOCATOR_LEN + 1], hash[APPPW_HASH_MAX], scope_text[32];
     unsigned scope = APPPW_SCOPE_ALL;
     long long days = 0;
     int64_t id = 0, now = util_wall_time(), expires = 0;
-    int r = CLI_ERROR, tries;
+    int r = CLI_ERROR, g;
 
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
@@ -229,37 +195,20 @@ cli_apppw_create(struct cli *c, int argc, char **argv)
         return cli_usage();
     if (cli_user(c, user_arg, user) != 0)
         return CLI_ERROR;
-    if (*name == '\0' || strlen(name) > CLI_NAME_MAX)
-        return cli_error("--name: 1 to %d bytes", CLI_NAME_MAX);
-    for (const unsigned char *p = (const unsigned char *)name; *p;) {
-        size_t n = cli_utf8_len(p);
-        if (n == 0 || *p < 0x20 || *p == 0x7f)
-            return cli_error("--name: printable UTF-8 text only");
-        p += n;
-    }
+    if (account_apppw_name_ok(name) != 0)
+        return cli_error("--name: 1 to %d bytes of printable UTF-8 text", ACCOUNT_NAME_MAX);
     if (scope_arg != NULL && apppw_scope_parse(scope_arg, &scope) != 0)
         return cli_error("--scope: a comma-separated list of imap, pop3, smtp");
     if (days > 0)
         expires = now + (int64_t)days * 86400;
 
-    /* Keep locators unique per user, so a login runs the KDF at most once. */
-    for (tries = 0; tries < 16; tries++) {
-        int f;
-
-        if (apppw_generate(pw) != 0 || apppw_locator(c->keys.locator, user, pw, locator) != 0) {
-            cli_error("no random bytes");
-            goto done;
-        }
-        f = store_apppw_find(c->st, user, locator, &existing);
-        if (f == STORE_NOTFOUND)
-            break;
-        if (f != STORE_OK) {
-            cli_error("database error (see the log)");
-            goto done;
-        }
-    }
-    if (tries == 16) {
+    g = account_apppw_pick(c->st, &c->keys, user, pw, locator);
+    if (g == STORE_CONFLICT) {
         cli_error("could not pick a password; too many app passwords for %s?", user);
+        goto done;
+    }
+    if (g != STORE_OK) {
+        cli_error("could not pick a password (no random bytes, or a database error)");
         goto done;
     }
     params.memory_kib = c->cfg->argon2_memory_kib;
@@ -269,16 +218,12 @@ cli_apppw_create(struct cli *c, int argc, char **argv)
         cli_error("hashing failed (check argon2_* in the configuration)");
         goto done;
     }
-    /* Durable before it is shown. */
-    if (store_apppw_add(c->st, user, name, scope, locator, hash, now, expires, &id) != STORE_OK) {
+    if (account_apppw_save(c->st, user, name, scope, locator, hash, now, expires, "cli", NULL,
+                           &id) != STORE_OK) {
         cli_error("database error (see the log)");
         goto done;
     }
     apppw_scope_format(scope, scope_text, sizeof(scope_text));
-    snprintf(detail, sizeof(detail), "id=%lld scope=%s expires_days=%lld via=cli",
-             (long long)id, scope_text, days);
-    if (store_audit(c->st, now, user, "apppw_create", detail, NULL) != STORE_OK)
-        cli_error("warning: the audit row was not written");
     apppw_format(pw, shown);
     if (c->json) {
         printf("{\"id\":%lld,\"name\":", (long long)id);
@@ -383,8 +328,8 @@ static int
 cli_apppw_revoke(struct cli *c, int argc, char **argv)
 {
     const char *user_arg = NULL, *id_arg = NULL;
-    char user[AUTH_USER_MAX], detail[128];
-    int all = 0, removed = 0;
+    char user[AUTH_USER_MAX];
+    int all = 0, removed = 0, r;
     long long id = 0;
 
     for (int i = 0; i < argc; i++) {
@@ -401,25 +346,14 @@ cli_apppw_revoke(struct cli *c, int argc, char **argv)
         return cli_usage();
     if (cli_user(c, user_arg, user) != 0)
         return CLI_ERROR;
-    if (all) {
-        if (store_apppw_revoke_all(c->st, user, &removed) != STORE_OK)
-            return cli_error("database error (see the log)");
-        snprintf(detail, sizeof(detail), "all count=%d via=cli", removed);
-    } else {
-        int r;
-
-        if (cli_number(id_arg, INT64_MAX, &id) != 0)
-            return cli_error("ID: a number (see app-password list)");
-        r = store_apppw_revoke(c->st, user, (int64_t)id);
-        if (r == STORE_NOTFOUND)
-            return cli_error("%s has no app password %lld", user, id);
-        if (r != STORE_OK)
-            return cli_error("database error (see the log)");
-        removed = 1;
-        snprintf(detail, sizeof(detail), "id=%lld via=cli", id);
-    }
-    if (store_audit(c->st, util_wall_time(), user, "apppw_revoke", detail, NULL) != STORE_OK)
-        cli_error("warning: the audit row was not written");
+    if (!all && cli_number(id_arg, INT64_MAX, &id) != 0)
+        return cli_error("ID: a number (see app-password list)");
+    r = account_apppw_revoke(c->st, user, all ? 0 : (int64_t)id, "cli", NULL,
+                             util_wall_time(), &removed);
+    if (r == STORE_NOTFOUND)
+        return cli_error("%s has no app password %lld", user, id);
+    if (r != STORE_OK)
+        return cli_error("database error (see the log)");
     if (all)
         printf("Revoked %d app password%s of %s.\n", removed, removed == 1 ? "" : "s", user);
     else
@@ -432,10 +366,8 @@ cli_apppw_revoke(struct cli *c, int argc, char **argv)
 static int
 cli_totp_enroll(struct cli *c, int argc, char **argv)
 {
-    unsigned char secret[TOTP_SECRET_LEN], sealed[TOTP_SEALED_MAX];
-    char user[AUTH_USER_MAX], b32[64], uri[TOTP_URI_MAX], detail[128];
-    struct store_factor f;
-    size_t sealed_len = 0;
+    unsigned char secret[TOTP_SECRET_LEN];
+    char user[AUTH_USER_MAX], b32[64], uri[TOTP_URI_MAX];
     int64_t id = 0;
     int r = CLI_ERROR, g;
 
@@ -443,30 +375,21 @@ cli_totp_enroll(struct cli *c, int argc, char **argv)
         return cli_usage();
     if (cli_user(c, argv[0], user) != 0)
         return CLI_ERROR;
-    g = store_factor_get(c->st, user, "totp", &f);
-    OPENSSL_cleanse(&f, sizeof(f));
-    if (g == STORE_OK)
-        return cli_error("%s already has a TOTP factor; remove it first "
-                         "(mfagate factor remove %s totp)",
-                         user, user);
-    if (g != STORE_NOTFOUND)
-        return cli_error("database error (see the log)");
-    if (totp_generate_secret(secret) != 0 ||
-        totp_seal(c->keys.totp, user, secret, sizeof(secret), sealed, sizeof(sealed),
-                  &sealed_len) != 0 ||
-        totp_base32_encode(secret, sizeof(secret), 0, b32, sizeof(b32)) != 0 ||
-        totp_uri(user, secret, sizeof(secret), uri, sizeof(uri)) != 0) {
-        cli_error("could not make a secret");
+    if (account_totp_secret(user, secret, b32, uri) != 0)
+        return cli_error("could not make a secret");
+    /* The admin binds without a confirming code: no step is used yet. */
+    g = account_totp_bind(c->st, &c->keys, user, secret, sizeof(secret), -1, "cli", NULL,
+                          util_wall_time(), &id);
+    if (g == STORE_CONFLICT) {
+        cli_error("%s already has a TOTP factor; remove it first "
+                  "(mfagate factor remove %s totp)",
+                  user, user);
         goto done;
     }
-    if (store_factor_add(c->st, user, "totp", "authenticator app", sealed, sealed_len,
-                         util_wall_time(), &id) != STORE_OK) {
+    if (g != STORE_OK) {
         cli_error("database error (see the log)");
         goto done;
     }
-    snprintf(detail, sizeof(detail), "kind=totp id=%lld via=cli", (long long)id);
-    if (store_audit(c->st, util_wall_time(), user, "factor_bind", detail, NULL) != STORE_OK)
-        cli_error("warning: the audit row was not written");
     printf("Bound a TOTP factor (id %lld) for %s. From now on, mail clients need an app "
            "password.\n",
            (long long)id, user);
@@ -499,9 +422,9 @@ cli_factor_row(void *arg, const struct store_factor *f)
 static int
 cli_factor(struct cli *c, int argc, char **argv)
 {
-    char user[AUTH_USER_MAX], detail[128];
+    char user[AUTH_USER_MAX];
     struct cli_list l = {c, 0};
-    int removed = 0, left = 0;
+    int removed = 0, left = 0, r;
 
     if (argc == 2 && strcmp(argv[0], "list") == 0) {
         if (cli_user(c, argv[1], user) != 0)
@@ -518,17 +441,12 @@ cli_factor(struct cli *c, int argc, char **argv)
     if (strcmp(argv[2], "totp") != 0 && strcmp(argv[2], "email") != 0 &&
         strcmp(argv[2], "wechat") != 0)
         return cli_error("KIND: totp, email or wechat");
-    if (store_factor_remove(c->st, user, argv[2], &removed) != STORE_OK)
-        return cli_error("database error (see the log)");
-    if (removed == 0)
+    r = account_factor_remove(c->st, user, argv[2], "cli", NULL, util_wall_time(), &removed,
+                              &left, NULL);
+    if (r == STORE_NOTFOUND)
         return cli_error("%s has no %s factor", user, argv[2]);
-    /* TODO(trusted devices issue): when the last factor goes, revoke the
-     * user's trusted devices too. */
-    if (store_factor_count(c->st, user, &left) != STORE_OK)
-        left = -1;
-    snprintf(detail, sizeof(detail), "kind=%s count=%d left=%d via=cli", argv[2], removed, left);
-    if (store_audit(c->st, util_wall_time(), user, "factor_remove", detail, NULL) != STORE_OK)
-        cli_error("warning: the audit row was not written");
+    if (r != STORE_OK)
+        return cli_error("database error (see the log)");
     printf("Removed %d %s factor%s of %s.%s\n", removed, argv[2], removed == 1 ? "" : "s", user,
            left == 0 ? " No factor is left: the account password works for mail again." : "");
     return CLI_OK;

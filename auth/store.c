@@ -58,6 +58,28 @@ enum store_stmt_id {
     S_AUDIT_ADD,
     S_AUDIT_LIST_USER,
     S_AUDIT_LIST_ALL,
+    S_FACTOR_SET_SECRET,
+    S_TOTP_FORGET,
+    S_WS_ADD,
+    S_WS_GET,
+    S_WS_TOUCH,
+    S_WS_REMOVE,
+    S_WS_PRUNE,
+    S_CH_ADD,
+    S_CH_GET,
+    S_CH_FIND,
+    S_CH_SET_DATA,
+    S_CH_FAIL,
+    S_CH_ATTEMPTS,
+    S_CH_CONSUME,
+    S_CH_REMOVE_KIND,
+    S_CH_PRUNE,
+    S_DEV_ADD,
+    S_DEV_GET,
+    S_DEV_TOUCH,
+    S_DEV_LIST,
+    S_DEV_REVOKE,
+    S_DEV_REVOKE_ALL,
     S_COUNT,
 };
 
@@ -71,6 +93,18 @@ enum store_stmt_id {
     "FROM factors f JOIN users u ON u.id = f.user_id "
 
 #define AUDIT_COLS "SELECT id, time, user, event, detail, addr FROM "
+
+#define WS_COLS                                                                  \
+    "SELECT w.id, u.name, w.created, w.expires, w.last_seen, w.addr "               \
+    "FROM web_sessions w JOIN users u ON u.id = w.user_id "
+
+#define CH_COLS                                                                  \
+    "SELECT id, user_name, kind, state, data, addr, created, expires, attempts "    \
+    "FROM challenges "
+
+#define DEV_COLS                                                                 \
+    "SELECT d.id, u.name, d.label, d.created, d.expires, d.last_used, d.last_addr " \
+    "FROM trusted_devices d JOIN users u ON u.id = d.user_id "
 
 static const char *const store_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -117,6 +151,38 @@ static const char *const store_sql[S_COUNT] = {
                                      "ORDER BY id DESC LIMIT ?2) ORDER BY id",
     [S_AUDIT_LIST_ALL] = AUDIT_COLS "(SELECT * FROM audit ORDER BY id DESC LIMIT ?2) "
                                     "ORDER BY id",
+    [S_FACTOR_SET_SECRET] = "UPDATE factors SET secret = ?2, created = ?3, last_used = NULL "
+                            "WHERE id = ?1",
+    [S_TOTP_FORGET] = "DELETE FROM totp_used WHERE factor_id = ?1",
+    [S_WS_ADD] = "INSERT INTO web_sessions(token_hash, user_id, created, expires, last_seen, "
+                 "addr) VALUES (?1, ?2, ?3, ?4, ?3, ?5)",
+    [S_WS_GET] = WS_COLS "WHERE w.token_hash = ?1",
+    [S_WS_TOUCH] = "UPDATE web_sessions SET last_seen = ?2 WHERE id = ?1",
+    [S_WS_REMOVE] = "DELETE FROM web_sessions WHERE id = ?1",
+    [S_WS_PRUNE] = "DELETE FROM web_sessions WHERE expires <= ?1 OR last_seen < ?2",
+    [S_CH_ADD] = "INSERT INTO challenges(token_hash, user_name, kind, data, addr, created, "
+                 "expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_CH_GET] = CH_COLS "WHERE token_hash = ?1",
+    [S_CH_FIND] = CH_COLS "WHERE user_name = ?1 AND kind = ?2 AND state = 'pending' "
+                          "ORDER BY id DESC LIMIT 1",
+    [S_CH_SET_DATA] = "UPDATE challenges SET data = ?2 WHERE id = ?1 AND state = 'pending'",
+    [S_CH_FAIL] = "UPDATE challenges SET attempts = attempts + 1 WHERE id = ?1",
+    [S_CH_ATTEMPTS] = "SELECT attempts FROM challenges WHERE id = ?1",
+    /* One statement: the check and the change cannot interleave with
+     * another connection's, so a challenge is used at most once. */
+    [S_CH_CONSUME] = "UPDATE challenges SET state = 'used' WHERE id = ?1 AND "
+                     "state = 'pending' AND expires > ?2 AND attempts < ?3",
+    [S_CH_REMOVE_KIND] = "DELETE FROM challenges WHERE user_name = ?1 AND kind = ?2",
+    [S_CH_PRUNE] = "DELETE FROM challenges WHERE expires <= ?1",
+    [S_DEV_ADD] = "INSERT INTO trusted_devices(token_hash, user_id, label, created, expires, "
+                  "last_used, last_addr) VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
+    [S_DEV_GET] = DEV_COLS "WHERE d.token_hash = ?1",
+    [S_DEV_TOUCH] = "UPDATE trusted_devices SET last_used = ?2, last_addr = ?3 WHERE id = ?1",
+    [S_DEV_LIST] = DEV_COLS "WHERE u.name = ?1 ORDER BY d.id DESC",
+    [S_DEV_REVOKE] = "DELETE FROM trusted_devices WHERE id = ?2 AND "
+                     "user_id = (SELECT id FROM users WHERE name = ?1)",
+    [S_DEV_REVOKE_ALL] = "DELETE FROM trusted_devices WHERE "
+                         "user_id = (SELECT id FROM users WHERE name = ?1)",
 };
 
 /*
@@ -199,6 +265,10 @@ static const char *const store_migrations[] = {
     "  detail TEXT,"
     "  addr TEXT);"
     "CREATE INDEX audit_user ON audit(user, id);",
+    /* 2: the web endpoint counts wrong codes per challenge, and finds a
+     * user's pending enrollment or e-mail code by kind. */
+    "ALTER TABLE challenges ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX challenges_user ON challenges(user_name, kind);",
 };
 
 enum store_batch_kind {
@@ -706,6 +776,46 @@ fail:
 }
 
 int
+store_factor_set_secret(struct store *st, int64_t factor_id, const void *secret,
+                        size_t secret_len, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc, changed;
+
+    if (secret_len > STORE_SECRET_MAX)
+        return STORE_ERR;
+    if (store_begin(st, 1) != STORE_OK)
+        return STORE_ERR;
+    if ((s = store_stmt(st, S_FACTOR_SET_SECRET)) == NULL)
+        goto fail;
+    sqlite3_bind_int64(s, 1, factor_id);
+    sqlite3_bind_blob(s, 2, secret, (int)secret_len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, now);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    changed = sqlite3_changes(st->db);
+    if (changed == 0) {
+        store_rollback(st, 1);
+        return STORE_NOTFOUND;
+    }
+    if ((s = store_stmt(st, S_TOTP_FORGET)) == NULL)
+        goto fail;
+    sqlite3_bind_int64(s, 1, factor_id);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    return store_commit(st, 1);
+
+fail:
+    store_log_error(st, "factor_set_secret");
+    store_rollback(st, 1);
+    return STORE_ERR;
+}
+
+int
 store_factor_touch(struct store *st, int64_t factor_id, int64_t now)
 {
     sqlite3_stmt *s = store_stmt(st, S_FACTOR_TOUCH);
@@ -911,7 +1021,7 @@ store_delete(struct store *st, enum store_stmt_id id, const char *user, int64_t 
     if ((s = store_stmt(st, id)) == NULL)
         goto fail;
     store_bind_text(s, 1, user);
-    if (id == S_APPPW_REVOKE)
+    if (id == S_APPPW_REVOKE || id == S_DEV_REVOKE)
         sqlite3_bind_int64(s, 2, row);
     rc = sqlite3_step(s);
     store_done(s);
@@ -1127,4 +1237,416 @@ store_batch_flush(struct store *st)
 fail:
     store_rollback(st, 0);
     return STORE_ERR;
+}
+
+/* --- web sessions ------------------------------------------------------- */
+
+/* Runs a bound statement that changes rows; *changed rows (may be NULL). */
+static int
+store_exec_changes(struct store *st, sqlite3_stmt *s, const char *what, int *changed)
+{
+    int rc = sqlite3_step(s);
+
+    store_done(s);
+    if (rc != SQLITE_DONE) {
+        store_log_error(st, what);
+        return STORE_ERR;
+    }
+    if (changed != NULL)
+        *changed = sqlite3_changes(st->db);
+    st->local_changes++;
+    return STORE_OK;
+}
+
+/* Inserts a row keyed by a token hash for a users row made if missing:
+ * web sessions and trusted devices.  Durable. */
+static int
+store_token_row_add(struct store *st, enum store_stmt_id id,
+                    const unsigned char hash[STORE_TOKEN_HASH_LEN], const char *user,
+                    const char *label, const char *addr, int64_t now, int64_t expires,
+                    int64_t *out_id)
+{
+    sqlite3_stmt *s;
+    int64_t uid;
+    int rc;
+
+    if (store_begin(st, 1) != STORE_OK)
+        return STORE_ERR;
+    if (store_user_ensure_locked(st, user, now, &uid) != STORE_OK)
+        goto fail;
+    if ((s = store_stmt(st, id)) == NULL)
+        goto fail;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, uid);
+    if (id == S_WS_ADD) {
+        sqlite3_bind_int64(s, 3, now);
+        sqlite3_bind_int64(s, 4, expires);
+        store_bind_text(s, 5, addr);
+    } else {
+        store_bind_text(s, 3, label ? label : "");
+        sqlite3_bind_int64(s, 4, now);
+        sqlite3_bind_int64(s, 5, expires);
+        store_bind_text(s, 6, addr);
+    }
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE) {
+        store_log_error(st, "token_row_add");
+        goto fail;
+    }
+    if (out_id != NULL)
+        *out_id = sqlite3_last_insert_rowid(st->db);
+    return store_commit(st, 1);
+
+fail:
+    store_rollback(st, 1);
+    return STORE_ERR;
+}
+
+int
+store_websession_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                     const char *user, int64_t now, int64_t expires, const char *addr,
+                     int64_t *id)
+{
+    return store_token_row_add(st, S_WS_ADD, hash, user, NULL, addr, now, expires, id);
+}
+
+int
+store_websession_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                     struct store_websession *out)
+{
+    sqlite3_stmt *s = store_stmt(st, S_WS_GET);
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->id = sqlite3_column_int64(s, 0);
+        store_col_text(s, 1, out->user, sizeof(out->user));
+        out->created = sqlite3_column_int64(s, 2);
+        out->expires = sqlite3_column_int64(s, 3);
+        out->last_seen = sqlite3_column_int64(s, 4);
+        store_col_text(s, 5, out->addr, sizeof(out->addr));
+    }
+    store_done(s);
+    if (rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_DONE)
+        return STORE_NOTFOUND;
+    store_log_error(st, "websession_get");
+    return STORE_ERR;
+}
+
+int
+store_websession_touch(struct store *st, int64_t id, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, S_WS_TOUCH);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now);
+    return store_exec_changes(st, s, "websession_touch", NULL);
+}
+
+int
+store_websession_remove(struct store *st, int64_t id)
+{
+    sqlite3_stmt *s = store_stmt(st, S_WS_REMOVE);
+    int changed = 0;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    if (store_exec_changes(st, s, "websession_remove", &changed) != STORE_OK)
+        return STORE_ERR;
+    return changed > 0 ? STORE_OK : STORE_NOTFOUND;
+}
+
+int
+store_websession_prune(struct store *st, int64_t now, int64_t idle_before)
+{
+    sqlite3_stmt *s = store_stmt(st, S_WS_PRUNE);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int64(s, 2, idle_before);
+    return store_exec_changes(st, s, "websession_prune", NULL);
+}
+
+/* --- challenges --------------------------------------------------------- */
+
+int
+store_challenge_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                    const char *user, const char *kind, const void *data, size_t data_len,
+                    const char *addr, int64_t now, int64_t expires, int64_t *id)
+{
+    sqlite3_stmt *s = store_stmt(st, S_CH_ADD);
+    int r;
+
+    if (s == NULL || data_len > STORE_CDATA_MAX)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    store_bind_text(s, 2, user);
+    store_bind_text(s, 3, kind);
+    if (data != NULL && data_len > 0)
+        sqlite3_bind_blob(s, 4, data, (int)data_len, SQLITE_TRANSIENT);
+    store_bind_text(s, 5, addr);
+    sqlite3_bind_int64(s, 6, now);
+    sqlite3_bind_int64(s, 7, expires);
+    r = store_exec_changes(st, s, "challenge_add", NULL);
+    if (r == STORE_OK && id != NULL)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return r;
+}
+
+/* Runs a bound one-row challenge query. */
+static int
+store_challenge_one(struct store *st, sqlite3_stmt *s, struct store_challenge *out)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(s, 4);
+        int n = sqlite3_column_bytes(s, 4);
+
+        memset(out, 0, sizeof(*out));
+        out->id = sqlite3_column_int64(s, 0);
+        store_col_text(s, 1, out->user, sizeof(out->user));
+        store_col_text(s, 2, out->kind, sizeof(out->kind));
+        store_col_text(s, 3, out->state, sizeof(out->state));
+        if (blob != NULL && n > 0 && (size_t)n <= sizeof(out->data)) {
+            memcpy(out->data, blob, (size_t)n);
+            out->data_len = (size_t)n;
+        }
+        store_col_text(s, 5, out->addr, sizeof(out->addr));
+        out->created = sqlite3_column_int64(s, 6);
+        out->expires = sqlite3_column_int64(s, 7);
+        out->attempts = sqlite3_column_int(s, 8);
+    }
+    store_done(s);
+    if (rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_DONE)
+        return STORE_NOTFOUND;
+    store_log_error(st, "challenge_get");
+    return STORE_ERR;
+}
+
+int
+store_challenge_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                    struct store_challenge *out)
+{
+    sqlite3_stmt *s = store_stmt(st, S_CH_GET);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    return store_challenge_one(st, s, out);
+}
+
+int
+store_challenge_find(struct store *st, const char *user, const char *kind,
+                     struct store_challenge *out)
+{
+    sqlite3_stmt *s = store_stmt(st, S_CH_FIND);
+
+    if (s == NULL)
+        return STORE_ERR;
+    store_bind_text(s, 1, user);
+    store_bind_text(s, 2, kind);
+    return store_challenge_one(st, s, out);
+}
+
+int
+store_challenge_set_data(struct store *st, int64_t id, const void *data, size_t len)
+{
+    sqlite3_stmt *s = store_stmt(st, S_CH_SET_DATA);
+    int changed = 0;
+
+    if (s == NULL || len > STORE_CDATA_MAX)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    if (data != NULL && len > 0)
+        sqlite3_bind_blob(s, 2, data, (int)len, SQLITE_TRANSIENT);
+    if (store_exec_changes(st, s, "challenge_set_data", &changed) != STORE_OK)
+        return STORE_ERR;
+    return changed > 0 ? STORE_OK : STORE_NOTFOUND;
+}
+
+int
+store_challenge_fail(struct store *st, int64_t id, int *attempts)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (store_begin(st, 0) != STORE_OK)
+        return STORE_ERR;
+    if ((s = store_stmt(st, S_CH_FAIL)) == NULL)
+        goto fail;
+    sqlite3_bind_int64(s, 1, id);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    if ((s = store_stmt(st, S_CH_ATTEMPTS)) == NULL)
+        goto fail;
+    sqlite3_bind_int64(s, 1, id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *attempts = sqlite3_column_int(s, 0);
+    store_done(s);
+    if (rc != SQLITE_ROW) {
+        store_rollback(st, 0);
+        return rc == SQLITE_DONE ? STORE_NOTFOUND : STORE_ERR;
+    }
+    return store_commit(st, 0);
+
+fail:
+    store_log_error(st, "challenge_fail");
+    store_rollback(st, 0);
+    return STORE_ERR;
+}
+
+int
+store_challenge_consume(struct store *st, int64_t id, int64_t now, int max_attempts)
+{
+    sqlite3_stmt *s = store_stmt(st, S_CH_CONSUME);
+    int changed = 0;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now);
+    sqlite3_bind_int(s, 3, max_attempts);
+    if (store_exec_changes(st, s, "challenge_consume", &changed) != STORE_OK)
+        return STORE_ERR;
+    return changed > 0 ? STORE_OK : STORE_CONFLICT;
+}
+
+int
+store_challenge_remove_kind(struct store *st, const char *user, const char *kind)
+{
+    sqlite3_stmt *s = store_stmt(st, S_CH_REMOVE_KIND);
+
+    if (s == NULL)
+        return STORE_ERR;
+    store_bind_text(s, 1, user);
+    store_bind_text(s, 2, kind);
+    return store_exec_changes(st, s, "challenge_remove_kind", NULL);
+}
+
+int
+store_challenge_prune(struct store *st, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, S_CH_PRUNE);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, now);
+    return store_exec_changes(st, s, "challenge_prune", NULL);
+}
+
+/* --- trusted devices ---------------------------------------------------- */
+
+int
+store_device_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                 const char *user, const char *label, const char *addr, int64_t now,
+                 int64_t expires, int64_t *id)
+{
+    return store_token_row_add(st, S_DEV_ADD, hash, user, label, addr, now, expires, id);
+}
+
+static void
+store_read_device(sqlite3_stmt *s, struct store_device *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->id = sqlite3_column_int64(s, 0);
+    store_col_text(s, 1, d->user, sizeof(d->user));
+    store_col_text(s, 2, d->label, sizeof(d->label));
+    d->created = sqlite3_column_int64(s, 3);
+    d->expires = sqlite3_column_int64(s, 4);
+    d->last_used = sqlite3_column_int64(s, 5);
+    store_col_text(s, 6, d->last_addr, sizeof(d->last_addr));
+}
+
+int
+store_device_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                 struct store_device *out)
+{
+    sqlite3_stmt *s = store_stmt(st, S_DEV_GET);
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        store_read_device(s, out);
+    store_done(s);
+    if (rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_DONE)
+        return STORE_NOTFOUND;
+    store_log_error(st, "device_get");
+    return STORE_ERR;
+}
+
+int
+store_device_touch(struct store *st, int64_t id, int64_t now, const char *addr)
+{
+    sqlite3_stmt *s = store_stmt(st, S_DEV_TOUCH);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now);
+    store_bind_text(s, 3, addr);
+    return store_exec_changes(st, s, "device_touch", NULL);
+}
+
+int
+store_device_list(struct store *st, const char *user, store_device_cb cb, void *arg)
+{
+    sqlite3_stmt *s = store_stmt(st, S_DEV_LIST);
+    struct store_device d;
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    store_bind_text(s, 1, user);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        store_read_device(s, &d);
+        if (cb(arg, &d) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    store_done(s);
+    if (rc != SQLITE_DONE) {
+        store_log_error(st, "device_list");
+        return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
+int
+store_device_revoke(struct store *st, const char *user, int64_t id)
+{
+    int removed;
+    int r = store_delete(st, S_DEV_REVOKE, user, id, &removed);
+
+    if (r != STORE_OK)
+        return r;
+    return removed > 0 ? STORE_OK : STORE_NOTFOUND;
+}
+
+int
+store_device_revoke_all(struct store *st, const char *user, int *removed)
+{
+    return store_delete(st, S_DEV_REVOKE_ALL, user, 0, removed);
 }

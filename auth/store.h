@@ -41,12 +41,15 @@
 #define STORE_PROTO_MAX 8
 #define STORE_EVENT_MAX 32
 #define STORE_DETAIL_MAX 256
+#define STORE_TOKEN_HASH_LEN 32  /* HMAC-SHA256 of a web token */
+#define STORE_CKIND_MAX 32    /* challenge kinds: "signin", "grant", ... */
+#define STORE_CDATA_MAX 256   /* a challenge's data */
 
 /* Queued bookkeeping beyond this is flushed at once by the call that queues. */
 #define STORE_BATCH_MAX 1024
 
 /* The current schema version (PRAGMA user_version after store_migrate). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store;
 
@@ -115,6 +118,14 @@ int store_factor_list(struct store *st, const char *user, store_factor_cb cb, vo
 
 /* Removes the user's factors of this kind; *removed = how many.  Durable. */
 int store_factor_remove(struct store *st, const char *user, const char *kind, int *removed);
+
+/*
+ * Replaces a factor's secret (a changed binding): new secret, created = now,
+ * never used, and its used TOTP steps forgotten.  Durable.  STORE_NOTFOUND
+ * if the factor is gone.
+ */
+int store_factor_set_secret(struct store *st, int64_t factor_id, const void *secret,
+                            size_t secret_len, int64_t now);
 
 /* Sets the factor's last_used time. */
 int store_factor_touch(struct store *st, int64_t factor_id, int64_t now);
@@ -204,5 +215,113 @@ size_t store_batch_pending(const struct store *st);
 /* Writes everything queued in one transaction.  On failure the queue is
  * kept for the next try. */
 int store_batch_flush(struct store *st);
+
+/* --- web sessions, challenges, trusted devices (web/) -------------------- */
+
+/*
+ * Tokens are never stored: each row holds HMAC-SHA256(keys.token, token)
+ * (STORE_TOKEN_HASH_LEN bytes, auth/token.h), and lookups are by that hash.
+ */
+
+struct store_websession {
+    int64_t id;
+    char user[STORE_NAME_MAX];
+    int64_t created;
+    int64_t expires;          /* the hard end (7 days after created) */
+    int64_t last_seen;        /* idle expiry counts from here */
+    char addr[STORE_ADDR_MAX];
+};
+
+/* Adds a signed-in session.  Creates the users row (a web sign-in). */
+int store_websession_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                         const char *user, int64_t now, int64_t expires, const char *addr,
+                         int64_t *id);
+
+/* The session with this token hash, or STORE_NOTFOUND (expiry is the caller's). */
+int store_websession_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                         struct store_websession *out);
+
+/* Sets last_seen. */
+int store_websession_touch(struct store *st, int64_t id, int64_t now);
+
+/* Deletes one session (sign-out); STORE_NOTFOUND if there was none. */
+int store_websession_remove(struct store *st, int64_t id);
+
+/* Deletes the sessions ended before now (hard expiry, or idle since idle_before). */
+int store_websession_prune(struct store *st, int64_t now, int64_t idle_before);
+
+struct store_challenge {
+    int64_t id;
+    char user[STORE_NAME_MAX];
+    char kind[STORE_CKIND_MAX];
+    char state[16];                       /* "pending" or "used" */
+    unsigned char data[STORE_CDATA_MAX];
+    size_t data_len;
+    char addr[STORE_ADDR_MAX];
+    int64_t created;
+    int64_t expires;
+    int attempts;                         /* wrong codes so far */
+};
+
+/* Adds a pending challenge (no users row is created). */
+int store_challenge_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                        const char *user, const char *kind, const void *data, size_t data_len,
+                        const char *addr, int64_t now, int64_t expires, int64_t *id);
+
+int store_challenge_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                        struct store_challenge *out);
+
+/* The user's newest pending challenge of this kind, or STORE_NOTFOUND. */
+int store_challenge_find(struct store *st, const char *user, const char *kind,
+                         struct store_challenge *out);
+
+/* Replaces a pending challenge's data (an e-mail code sent later). */
+int store_challenge_set_data(struct store *st, int64_t id, const void *data, size_t len);
+
+/* One more wrong code; *attempts = the count after it. */
+int store_challenge_fail(struct store *st, int64_t id, int *attempts);
+
+/*
+ * Uses the challenge up: pending -> used, only if it is still pending, not
+ * expired at now and has fewer than max_attempts wrong codes; otherwise
+ * STORE_CONFLICT.  Atomic across connections, so a challenge grants once.
+ */
+int store_challenge_consume(struct store *st, int64_t id, int64_t now, int max_attempts);
+
+/* Deletes the user's challenges of this kind (a newer one replaces them). */
+int store_challenge_remove_kind(struct store *st, const char *user, const char *kind);
+
+/* Deletes challenges that expired before now. */
+int store_challenge_prune(struct store *st, int64_t now);
+
+struct store_device {
+    int64_t id;
+    char user[STORE_NAME_MAX];
+    char label[STORE_LABEL_MAX];
+    int64_t created;
+    int64_t expires;
+    int64_t last_used;
+    char last_addr[STORE_ADDR_MAX];
+};
+
+/* Adds a trusted device.  Durable.  Creates the users row. */
+int store_device_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                     const char *user, const char *label, const char *addr, int64_t now,
+                     int64_t expires, int64_t *id);
+
+int store_device_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                     struct store_device *out);
+
+int store_device_touch(struct store *st, int64_t id, int64_t now, const char *addr);
+
+typedef int (*store_device_cb)(void *arg, const struct store_device *d);
+/* The user's devices, newest first. */
+int store_device_list(struct store *st, const char *user, store_device_cb cb, void *arg);
+
+/* Deletes one of the user's devices; STORE_NOTFOUND if not theirs.  Durable. */
+int store_device_revoke(struct store *st, const char *user, int64_t id);
+
+/* Deletes all of the user's devices; *removed = how many.  Durable. */
+int store_device_revoke_all(struct store *st, const char *user, int *removed);
 
 #endif
