@@ -1,8 +1,9 @@
 /*
  * main.c - argv -> config -> workers.  The only file that sees every part
  * of mfagate: it wires the configuration, the state (keys, database), the
- * proxy's worker hooks and the command-line tools together, and owns the
- * main thread's loop (signals, the shutdown grace period).
+ * proxy's and the web endpoint's worker parts and the command-line tools
+ * together, and owns the main thread's loop (signals, the shutdown grace
+ * period).
  */
 #include <errno.h>
 #include <grp.h>
@@ -23,6 +24,7 @@
 #include "core/tls.h"
 #include "core/worker.h"
 #include "proxy/proxy.h"
+#include "web/web.h"
 
 #define MAIN_DEFAULT_CONFIG "conf/mfagate.conf"
 
@@ -31,6 +33,7 @@ struct main_shared {
     const struct config *cfg;
     const struct keys *keys;
     struct proxy_shared proxy;
+    struct web_shared web;
 };
 
 /*
@@ -42,6 +45,7 @@ struct main_worker {
     struct worker *w;
     struct auth_ctx *auth;
     struct proxy_worker *proxy;
+    struct web_worker *web;
     int running;                /* parts not yet stopped */
     int stopping;
 };
@@ -91,7 +95,10 @@ main_worker_init(struct worker *w)
         log_error("worker=%d event=auth_init_failed", w->id);
         return rc < 0 ? rc : -1;
     }
-    return proxy_worker_start(w, &ms->proxy, mw->auth, &mw->proxy);
+    rc = proxy_worker_start(w, &ms->proxy, mw->auth, &mw->proxy);
+    if (rc != 0)
+        return rc;
+    return web_worker_start(w, &ms->web, mw->auth, &mw->web);
 }
 
 static void
@@ -107,9 +114,13 @@ main_worker_stop(struct worker *w)
         return;
     mw->stopping = 1;
     /* One count for this function, so no part finishes the worker early. */
-    mw->running = 2;
+    mw->running = 3;
     if (mw->proxy != NULL)
         proxy_worker_stop(mw->proxy, main_worker_part_stopped, mw);
+    else
+        mw->running--;
+    if (mw->web != NULL)
+        web_worker_stop(mw->web, main_worker_part_stopped, mw);
     else
         mw->running--;
     main_worker_part_stopped(mw);
@@ -122,6 +133,8 @@ main_worker_abort(struct worker *w)
 
     if (mw != NULL && mw->proxy != NULL)
         proxy_worker_abort(mw->proxy);
+    if (mw != NULL && mw->web != NULL)
+        web_worker_abort(mw->web);
 }
 
 static void
@@ -131,6 +144,8 @@ main_worker_cleanup(struct worker *w)
 
     if (mw == NULL)
         return;
+    if (mw->web != NULL)
+        web_worker_free(mw->web);
     if (mw->proxy != NULL)
         proxy_worker_free(mw->proxy);
     free(mw);
@@ -321,6 +336,10 @@ main_serve(const struct config *cfg)
         fprintf(stderr, "mfagate: %s\n", err);
         goto out;
     }
+    if (web_shared_init(&shared.web, cfg, &keys, ms.tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mfagate: %s\n", err);
+        goto out;
+    }
 
     ms.loop = uv_default_loop();
     ms.cfg = cfg;
@@ -363,6 +382,7 @@ out:
     if (ms.loop != NULL)
         uv_loop_close(ms.loop);
     free(ms.workers);
+    web_shared_free(&shared.web);
     proxy_shared_free(&shared.proxy);
     if (ms.tls != NULL) {
         tls_slot_free(ms.tls);

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "proxy/sasl.h"
 
@@ -60,6 +61,7 @@ session_client_closed(struct conn *c)
     log_info("session=%" PRIu64 " event=close proto=%s addr=%s in=%" PRIu64 " out=%" PRIu64
              " secs=%.1f", s->id, s->proto->name, s->addr, c->bytes_in, c->bytes_out,
              (double)(util_now_ms() - s->started_ms) / 1000.0);
+    metrics_conn_close((int)s->proto->proto);
     session_unref(s);
 }
 
@@ -314,6 +316,7 @@ session_accept(struct proxy_listener *l)
         session_abort(s);
         return;
     }
+    metrics_conn_open((int)s->proto->proto);
     conn_peer_addr(&s->client, s->addr, sizeof(s->addr), &s->port);
     conn_set_low_water(&s->client, pw->cfg->relay_high_water / 4, pw->cfg->relay_high_water);
     log_info("session=%" PRIu64 " event=connect proto=%s listener=%s addr=%s port=%d", s->id,
@@ -436,6 +439,8 @@ session_refuse(struct session *s)
 {
     log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=refused",
              s->id, s->proto->name, s->user, s->addr, session_how_name(s->how));
+    metrics_login((int)s->proto->proto, METRICS_REFUSED, session_how_name(s->how),
+                  util_now_ms() - s->login_started_ms);
     session_after_refusal_delay(s, session_refuse_now);
 }
 
@@ -737,6 +742,10 @@ session_backend_fail(struct session *s, const char *why)
         return;
     log_warn("session=%" PRIu64 " event=backend_failed proto=%s user=%s error=\"%s\"", s->id,
              s->proto->name, s->user, why);
+    metrics_backend_error((int)s->proto->proto);
+    if (!s->inbound)
+        metrics_login((int)s->proto->proto, METRICS_UNAVAILABLE, session_how_name(s->how),
+                      util_now_ms() - s->login_started_ms);
     session_backend_drop(s, 0);
     uv_timer_stop(&s->timer);
     session_unavailable(s);
@@ -783,6 +792,8 @@ session_login_ok(struct session *s)
     log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=ok "
              "ms=%" PRIu64, s->id, s->proto->name, s->user, s->addr, session_how_name(s->how),
              util_now_ms() - s->login_started_ms);
+    metrics_login((int)s->proto->proto, METRICS_OK, session_how_name(s->how),
+                  util_now_ms() - s->login_started_ms);
     auth_report(s->pw->auth, s->proto->proto, s->user, s->addr, s->how, 1);
     s->proto->login_succeeded(s);
     session_relay_start(s);

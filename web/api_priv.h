@@ -1,0 +1,128 @@
+/*
+ * api_priv.h - what the files of the JSON API (api.c, api_factors.c,
+ * api_apppw.c) share: the per-worker state, request helpers (strict JSON
+ * bodies, the signed-in session with its CSRF check), and responses.  Not
+ * for use outside web/api*.c.
+ */
+#ifndef MFA_API_PRIV_H
+#define MFA_API_PRIV_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/ssl.h>
+
+#include "auth/store.h"
+#include "auth/token.h"
+#include "auth/websession.h"
+#include "web/web.h"
+
+#define API_SESSION_COOKIE "mfa_session"
+#define API_DEVICE_COOKIE "mfa_device"
+#define API_STR_MAX 256            /* any string field of a request body */
+
+struct api_pending;
+
+/* api.c's per-worker state (ww->api). */
+struct api_worker {
+    struct web_worker *ww;
+    SSL_CTX *tls_client;           /* for a backend with TLS; NULL otherwise */
+    struct api_pending *pending;   /* requests waiting on the backend or the pool */
+    int stopping;
+};
+
+/* The signed-in caller of a request. */
+struct api_session {
+    struct websession ws;
+    char token[TOKEN_TEXT_LEN + 1];
+};
+
+struct store *api_store(struct web_worker *ww);
+const struct keys *api_keys(struct web_worker *ww);
+int64_t api_now(void);
+
+/*
+ * The request's session: 0, or -1 after answering 401 not_signed_in, or 403
+ * csrf for a POST/DELETE without the session's X-CSRF-Token.  The token is
+ * wiped by api_session_done.
+ */
+int api_session(struct web_worker *ww, struct http_request *req, struct api_session *s);
+void api_session_done(struct api_session *s);
+
+/* The JSON object body of a POST: 0, or -1 after answering 400/415.  An
+ * empty body is an empty object. */
+int api_body(struct http_request *req, cJSON **out);
+
+/*
+ * A string member: 0 found (*out borrowed from the tree), 1 absent and not
+ * required, -1 after answering 400 (wrong type, empty, longer than max bytes,
+ * holding control characters, or absent and required).
+ */
+int api_str(struct http_request *req, const cJSON *obj, const char *name, size_t max,
+            int required, const char **out);
+
+/* An optional boolean member: 0 (*out set, default 0) or -1 after 400. */
+int api_bool(struct http_request *req, const cJSON *obj, const char *name, int *out);
+
+/* Answers with the JSON tree (and frees it); 500 if it cannot be printed. */
+void api_reply(struct http_request *req, int status, cJSON *json, const char *extra_headers);
+
+/* {"ok":true} */
+void api_reply_ok(struct http_request *req);
+
+/* 500 internal for a store error. */
+void api_reply_store_error(struct http_request *req);
+
+/* A time as a JSON number of seconds, or null when 0 ("never"). */
+void api_add_time(cJSON *obj, const char *name, int64_t t);
+
+/* A string member, or null when empty. */
+void api_add_opt(cJSON *obj, const char *name, const char *s);
+
+/* A user name made safe for a key=value log line. */
+const char *api_log_user(const char *user, char *buf, size_t buflen);
+
+/* A code field (6 digits); 0, or -1 after answering 400. */
+int api_code(struct http_request *req, const cJSON *obj, const char **out);
+
+/*
+ * Checks a code of method for user ("totp"; "email" is not implemented yet):
+ * STORE_OK, ACCOUNT_BAD_CODE, or -1 after answering (501, 400, 500).
+ */
+int api_check_code(struct web_worker *ww, struct http_request *req, const char *user,
+                   const char *method, const char *code);
+
+/* The "methods" array of the factor kinds user has bound that can verify. */
+int api_methods(struct web_worker *ww, const char *user, cJSON *arr, int *count);
+
+/* The last path segment after prefix as a positive id; 0 or -1. */
+int api_path_id(const struct http_request *req, const char *prefix, int64_t *id);
+
+/* Pending work of a request (api.c keeps the list for stop/abort). */
+struct api_pending {
+    struct api_worker *aw;
+    struct http_request *req;      /* NULL once the client went away */
+    void (*cancel)(struct api_pending *p);  /* worker stop: answer and release */
+    struct api_pending *prev, *next;
+};
+void api_pending_add(struct api_worker *aw, struct api_pending *p);
+void api_pending_remove(struct api_worker *aw, struct api_pending *p);
+
+/* Route handlers. */
+void api_login(struct web_worker *ww, struct http_request *req);
+void api_login_verify(struct web_worker *ww, struct http_request *req);
+void api_login_email_code(struct web_worker *ww, struct http_request *req);
+void api_logout(struct web_worker *ww, struct http_request *req);
+void api_me(struct web_worker *ww, struct http_request *req);
+void api_factors_post(struct web_worker *ww, struct http_request *req);
+void api_verify_begin(struct web_worker *ww, struct http_request *req);
+void api_verify(struct web_worker *ww, struct http_request *req);
+void api_apppw_list(struct web_worker *ww, struct http_request *req);
+void api_apppw_create(struct web_worker *ww, struct http_request *req);
+void api_apppw_delete(struct web_worker *ww, struct http_request *req);
+void api_apppw_clear(struct web_worker *ww, struct http_request *req);
+void api_devices_list(struct web_worker *ww, struct http_request *req);
+void api_devices_delete(struct web_worker *ww, struct http_request *req);
+void api_signins(struct web_worker *ww, struct http_request *req);
+
+#endif
