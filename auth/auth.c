@@ -34,6 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -45,6 +48,8 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#define AUTH_KDF_NICE 10              /* pool threads running argon2id */
+#define AUTH_LAST_USE_GRAIN_S 60       /* last use is recorded to the minute */
 #define AUTH_FLUSH_MS 1000          /* batched bookkeeping is written this often */
 #define AUTH_WATCH_MS 2000          /* revocation watch tick */
 #define AUTH_WATCH_FULL_TICKS 15    /* check live sessions at least every 30 s */
@@ -78,6 +83,7 @@ struct auth_pending {
     char hash[APPPW_HASH_MAX];
     int64_t cand_id;
     int kdf_result;
+    int record_use;                    /* last use worth writing (see auth_decide_row) */
 };
 
 struct auth_cache_entry {
@@ -366,7 +372,8 @@ auth_finish(struct auth_pending *p, enum auth_result result, const char *reason)
     case AUTH_APPPW:
         ctx->stats.apppw_ok++;
         ratelimit_success(p->outcome.user);
-        if (store_batch_apppw_used(ctx->store, p->outcome.apppw_id, util_wall_time(), p->addr,
+        if (p->record_use &&
+            store_batch_apppw_used(ctx->store, p->outcome.apppw_id, util_wall_time(), p->addr,
                                    proto) != STORE_OK)
             log_warn("auth event=last_use_lost id=%lld", (long long)p->outcome.apppw_id);
         log_debug("auth event=decision user=%s proto=%s addr=%s result=apppw id=%lld", lu,
@@ -417,6 +424,15 @@ auth_decide_row(struct auth_pending *p, const struct store_apppw *row)
         return;
     }
     p->outcome.apppw_id = row->id;
+    /*
+     * "Last used" is kept to the minute: a client that logs in again and
+     * again from the same address with the same protocol (mail apps poll)
+     * does not cost a write each time.
+     */
+    p->record_use = !(row->last_used != 0 &&
+                      util_wall_time() - row->last_used < AUTH_LAST_USE_GRAIN_S &&
+                      strcmp(row->last_addr, p->addr) == 0 &&
+                      strcmp(row->last_proto, auth_proto_name(p->proto)) == 0);
     auth_finish(p, AUTH_APPPW, "apppw");
 }
 
@@ -441,7 +457,20 @@ static void
 auth_kdf_work(uv_work_t *req)
 {
     struct auth_pending *p = container_of(req, struct auth_pending, work);
+    /*
+     * A cold check (~20 ms of one core) must not delay the loops' warm
+     * logins: the pool thread that runs it is niced once (Linux nices
+     * threads one by one).  Not SCHED_IDLE, which could starve cold checks
+     * for good on a busy server.  The only mutable static here, and it is
+     * per thread.
+     */
+    static _Thread_local int niced;
 
+    if (!niced) {
+        niced = 1;
+        if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AUTH_KDF_NICE) != 0)
+            log_debug("auth event=kdf_nice_failed");
+    }
     p->kdf_result = apppw_verify(p->pepper, p->pw, p->hash);
 }
 

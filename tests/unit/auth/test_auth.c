@@ -531,6 +531,34 @@ test_live_check_now_after_own_revoke(void **state)
     assert_int_equal(a.revoked, 1);
 }
 
+/* Last use is written to the minute: a client polling from the same address
+ * over the same protocol costs no write; another protocol or address does. */
+static void
+test_last_use_recorded_to_the_minute(void **state)
+{
+    struct fx *f = *state;
+    struct store *own;
+    char pw[APPPW_LEN + 1];
+    struct store_apppw row;
+    int64_t id;
+
+    id = tu_add_apppw(f->st, &f->cfg, &f->keys, "alice", APPPW_SCOPE_ALL, 0, pw);
+    own = auth_ctx_store(f->ctx);
+    assert_int_equal(check(f, CONFIG_PROTO_IMAP, "alice", pw).result, AUTH_APPPW);
+    assert_int_equal(store_batch_pending(own), 1);
+    assert_int_equal(store_batch_flush(own), STORE_OK);
+    assert_int_equal(store_apppw_get(f->st, id, &row), STORE_OK);
+    assert_true(row.last_used > 0);
+
+    assert_int_equal(check(f, CONFIG_PROTO_IMAP, "alice", pw).result, AUTH_APPPW);
+    assert_int_equal(store_batch_pending(own), 0);
+    assert_int_equal(check(f, CONFIG_PROTO_SMTP, "alice", pw).result, AUTH_APPPW);
+    assert_int_equal(store_batch_pending(own), 1);
+    assert_int_equal(store_batch_flush(own), STORE_OK);
+    assert_int_equal(store_apppw_get(f->st, id, &row), STORE_OK);
+    assert_string_equal(row.last_proto, "smtp");
+}
+
 static void
 test_normalize_user(void **state)
 {
@@ -560,6 +588,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_apppw_ok_grouped_or_not_and_cache),
+        T(test_last_use_recorded_to_the_minute),
         T(test_cache_disabled_runs_kdf_each_time),
         T(test_wrong_passwords_refused_with_factor),
         T(test_wrong_scope_refused),
