@@ -1,7 +1,7 @@
 /*
  * device.h - trusted browsers ("confirm and trust this device"): a random
  * token in the mfa_device cookie, kept as its keyed hash, bound to one user,
- * valid for DEVICE_DAYS_DEFAULT days.  A trusted browser skips the second
+ * valid for [web] device_days (30 by default).  A trusted browser skips the second
  * factor at sign-in; the password is still checked.  Listing and revoking
  * go through store_device_*; account_factor_remove revokes them all when
  * the last factor goes.
@@ -18,7 +18,7 @@
 
 struct keys;
 
-/* Until [web] device_days exists in the configuration. */
+/* The default of [web] device_days; tests use it too. */
 #define DEVICE_DAYS_DEFAULT 30
 #define DEVICE_LABEL_MAX 96
 

@@ -443,6 +443,7 @@ static const struct config_key config_keys[] = {
     {"auth", "fail_delay_after", set_count, F(fail_delay_after)},
     {"auth", "fail_lockout", set_count, F(fail_lockout)},
     {"auth", "fail_lockout_time", set_duration, F(fail_lockout_ms)},
+    {"web", "device_days", set_count, F(device_days)},
 };
 
 #undef F
@@ -533,6 +534,7 @@ config_defaults(struct config *cfg)
     cfg->fail_delay_after = 3;
     cfg->fail_lockout = 20;
     cfg->fail_lockout_ms = 5 * 60 * 1000;
+    cfg->device_days = 30;
 }
 
 /* Reads the first line of a secret file, without its newline. */

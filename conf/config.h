@@ -114,6 +114,9 @@ struct config {
     int fail_delay_after;             /* consecutive failures before delays */
     int fail_lockout;                 /* consecutive failures that lock out */
     uint64_t fail_lockout_ms;         /* how long a lockout lasts */
+
+    /* [web] */
+    int device_days;                  /* how long "trust this device" lasts */
 };
 
 /*

@@ -709,11 +709,11 @@ api_login_verify(struct web_worker *ww, struct http_request *req)
     if (trust) {
         api_device_label(req, label, sizeof(label));
         if (device_trust(st, api_keys(ww), ch.user, label, req->peer, api_now(),
-                         DEVICE_DAYS_DEFAULT, device, NULL) != STORE_OK) {
+                         ww->cfg->device_days, device, NULL) != STORE_OK) {
             api_reply_store_error(req);
             goto done;
         }
-        api_signed_in(ww, req, ch.user, method, device, DEVICE_DAYS_DEFAULT);
+        api_signed_in(ww, req, ch.user, method, device, ww->cfg->device_days);
         OPENSSL_cleanse(device, sizeof(device));
     } else {
         api_signed_in(ww, req, ch.user, method, NULL, 0);

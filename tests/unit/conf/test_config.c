@@ -81,6 +81,7 @@ test_defaults(void **state)
     assert_int_equal(cfg->argon2_passes, 2);
     assert_int_equal(cfg->allow_plaintext_auth, 0);
     assert_int_equal(cfg->smtp_unauth_relay, 1);
+    assert_int_equal(cfg->device_days, 30);
     assert_string_equal(cfg->listeners[CONFIG_L_IMAPS].key, "imaps");
     assert_int_equal(cfg->listeners[CONFIG_L_IMAPS].naddrs, 0);
     free(cfg);
@@ -118,7 +119,8 @@ test_values(void **state)
         "[smtp]\nunauthenticated = reject\n"
         "[limits]\npreauth_timeout = 5s\nidle_timeout = 2h\nbackend_timeout = 1500ms\n"
         "max_literal = 64k\nrelay_buffer = 1m\n"
-        "[auth]\ncache_ttl = 1m\nrefusal_delay = 0\n");
+        "[auth]\ncache_ttl = 1m\nrefusal_delay = 0\n"
+        "[web]\ndevice_days = 7\n");
 
     assert_int_equal(config_load(path, cfg, err, sizeof(err)), 0);
     assert_int_equal(cfg->workers, 3);
@@ -139,6 +141,7 @@ test_values(void **state)
     assert_int_equal(cfg->relay_high_water, 1024 * 1024);
     assert_int_equal(cfg->cache_ttl_ms, 60000);
     assert_int_equal(cfg->refusal_delay_ms, 0);
+    assert_int_equal(cfg->device_days, 7);
     free(cfg);
 }
 
