@@ -703,6 +703,17 @@ conn_close(struct conn *c)
     }
     /* Even inside a batch: uv_shutdown below refuses later writes. */
     conn_tls_flush(c, 1);
+    /*
+     * The peer has already sent its FIN (so nothing unread can turn our
+     * close into a reset) and every byte is in the kernel: close() sends
+     * our FIN after it, no shutdown round or linger needed.  The common
+     * end of a proxied session: the backend says BYE and closes.
+     */
+    if ((c->flags & CONN_F_EOF) && c->tcp.write_queue_size == 0 &&
+        !(c->flags & CONN_F_CONNECTING)) {
+        conn_close_handles(c);
+        return;
+    }
     /* A pending connect has nothing to flush; uv_close cancels it. */
     if ((c->flags & CONN_F_CONNECTING) ||
         uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) < 0)
