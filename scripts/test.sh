@@ -8,6 +8,10 @@
 #   3. ctest --test-dir DIR --output-on-failure   (C unit tests)
 #   4. python3 -m pytest -q tests/integration     (real Dovecot, real clients;
 #                                                   MFAGATE_BIN=DIR/mfagate)
+#   5. python3 tests/browser/run.py               (release pass only: headless
+#                                                   Chromium clicks through the
+#                                                   pages; screenshots in
+#                                                   tests/browser/out/)
 #
 #   scripts/test.sh            both passes
 #   scripts/test.sh --quick    the normal build only (no sanitizer pass)
@@ -26,7 +30,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --) shift; pytest_args=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -67,9 +71,15 @@ integration() {
     "$PY" -m pytest -q tests/integration "${pytest_args[@]}"
 }
 
+browser() {
+  MFAGATE_BIN="$PWD/$1/mfagate" "$PY" tests/browser/run.py
+}
+
 one_pass() {  # one_pass LABEL DIR TYPE [cmake args...]
   local label="$1" dir="$2" type="$3"; shift 3
+  built=0
   if step "$label: build ($dir, $type)" build "$dir" "$type" "$@"; then
+    built=1
     step "$label: unit tests (ctest)" unit "$dir"
     step "$label: integration tests (pytest)" integration "$dir"
   else
@@ -80,6 +90,10 @@ one_pass() {  # one_pass LABEL DIR TYPE [cmake args...]
 step "setup (Debian packages)" bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 
 one_pass "release" build RelWithDebInfo
+# The pages are the same in both builds: the browser tests run once, here.
+if [ "$built" -eq 1 ]; then
+  step "release: browser tests (headless Chromium)" browser build
+fi
 
 if [ "$quick" -eq 0 ]; then
   PASS_ENV=(

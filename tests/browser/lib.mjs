@@ -1,0 +1,235 @@
+// lib.mjs - what the browser tests share: the servers run.py started (from
+// the environment), a headless Chromium, screenshots, TOTP codes (RFC 6238,
+// computed here from the key the page shows), page steps a user takes, and
+// a tiny IMAP client for client-specific passwords.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import tls from "node:tls";
+import assert from "node:assert/strict";
+import pw from "playwright-core";
+
+const { chromium } = pw;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run the tests through tests/browser/run.py`);
+  return v;
+}
+
+export const BASE = need("MFA_BASE_URL");
+export const DEAD = process.env.MFA_DEAD_URL || "";
+export const PORTS = JSON.parse(need("MFA_PORTS"));
+export const USERS = JSON.parse(need("MFA_USERS"));
+const OUT = process.env.MFA_OUT_DIR || path.join(path.dirname(new URL(import.meta.url).pathname), "out");
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.MFA_CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}
+
+// A fresh browser profile (cookies and all) with a language; errors in the
+// page's console or a CSP violation fail the test at the end (see checkPage).
+export async function newContext(browser, { locale = "zh-CN" } = {}) {
+  const ctx = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    locale,
+    viewport: { width: 1100, height: 760 },
+    permissions: ["clipboard-read", "clipboard-write"],
+  });
+  return ctx;
+}
+
+export async function newPage(ctx) {
+  const page = await ctx.newPage();
+  page.problems = [];
+  page.on("pageerror", (e) => page.problems.push("page error: " + e.message));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/Failed to load resource: the server responded with a status of (40[0-9]|41[0-9]|42[0-9]|50[0-9])/.test(m.text()))
+      page.problems.push("console error: " + m.text());
+  });
+  page.setDefaultTimeout(15000);
+  return page;
+}
+
+export function checkPage(page) {
+  assert.deepEqual(page.problems, [], "the page logged errors");
+}
+
+// Screenshots: out/<test>/NN-name.png, numbered in the order taken.
+export function shooter(test) {
+  const dir = path.join(OUT, test);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  let n = 0;
+  return async (page, name) => {
+    n += 1;
+    const file = path.join(dir, `${String(n).padStart(2, "0")}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    return file;
+  };
+}
+
+// ---- TOTP (RFC 6238: HMAC-SHA1, 30 s, 6 digits) ------------------------------
+
+function base32(s) {
+  const abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0, value = 0;
+  const out = [];
+  for (const ch of s.replace(/[=\s]/g, "").toUpperCase()) {
+    const i = abc.indexOf(ch);
+    if (i < 0) throw new Error("not base32: " + ch);
+    value = (value << 5) | i;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+export function totp(secret, step) {
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(step));
+  const mac = crypto.createHmac("sha1", base32(secret)).update(msg).digest();
+  const off = mac[mac.length - 1] & 0x0f;
+  const n = (mac.readUInt32BE(off) & 0x7fffffff) % 1000000;
+  return String(n).padStart(6, "0");
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The server takes a code once, and never an older one after a newer one;
+// it accepts the steps now-1, now and now+1.  So each code comes from the
+// lowest step in that window above the last one used, waiting for the
+// clock when the window is used up.  (Step now-1 is skipped when it is
+// about to fall out of the window.)
+export class TotpClock {
+  constructor(secret) {
+    this.secret = secret;
+    this.last = -Infinity;
+  }
+  async next() {
+    for (;;) {
+      const now = Date.now() / 1000;
+      const cur = Math.floor(now / 30);
+      const left = 30 - (now % 30);
+      for (const s of [cur - 1, cur, cur + 1]) {
+        if (s <= this.last) continue;
+        if (s === cur - 1 && left < 6) continue;
+        this.last = s;
+        return totp(this.secret, s);
+      }
+      await sleep(left * 1000 + 200);
+    }
+  }
+  // A code that is wrong at any step the server accepts now.
+  wrong() {
+    const cur = Math.floor(Date.now() / 30000);
+    const good = new Set([-2, -1, 0, 1, 2].map((d) => totp(this.secret, cur + d)));
+    for (let n = 0; ; n++) {
+      const c = String((135791 + n * 7919) % 1000000).padStart(6, "0");
+      if (!good.has(c)) return c;
+    }
+  }
+}
+
+// ---- page steps ------------------------------------------------------------
+
+export async function open(page, hash = "#/login", base = BASE) {
+  await page.goto(base + "/" + hash);
+  await page.waitForSelector("body[data-ready='1']");
+}
+
+// Fills the sign-in form and submits; resolves to "ok" (the settings page)
+// or "second_factor" (the dialog), or "error" (the form's error line).
+export async function signIn(page, user, password) {
+  await page.waitForSelector("#login-form");
+  await page.fill("#login-user", user);
+  await page.fill("#login-password", password);
+  await page.click("#login-submit");
+  const which = await Promise.race([
+    page.waitForSelector("#page-2fa", { state: "visible" }).then(() => "ok"),
+    page.waitForSelector("#sf-dialog", { state: "visible" }).then(() => "second_factor"),
+    page.waitForSelector("#login-error", { state: "visible" }).then(() => "error"),
+  ]);
+  return which;
+}
+
+export async function signOut(page) {
+  await page.click("#logout");
+  await page.waitForSelector("#login-form");
+}
+
+// Binds the authenticator app from the settings page; returns the key.
+export async function bindTotp(page, shot) {
+  await page.click("#bind-totp");
+  await page.waitForSelector("#otp-dialog");
+  // The key as the user reads it (groups of four), without the spaces.
+  const secret = (await page.textContent("#otp-secret")).replace(/\s+/g, "");
+  assert.match(secret, /^[A-Z2-7]{16,}$/);
+  // The QR is an image built from the API's SVG (a data: URL, allowed by the CSP).
+  const qr = await page.$eval("#otp-qr", (img) => ({ src: img.src.slice(0, 26), w: img.naturalWidth, ok: img.complete }));
+  assert.equal(qr.src, "data:image/svg+xml;base64,");
+  assert.ok(qr.ok && qr.w > 0, "the QR image loaded");
+  const clock = new TotpClock(secret);
+  if (shot) await shot(page, "bind-otp-dialog");
+  await page.fill("#otp-code", await clock.next());
+  await page.click("#otp-ok");
+  await page.waitForSelector("#otp-dialog", { state: "detached" });
+  await page.waitForSelector("#factor-totp[data-bound='1']");
+  return clock;
+}
+
+// Answers the second-factor dialog with a code.
+export async function enterCode(page, code, { trust = false } = {}) {
+  await page.fill("#sf-code", code);
+  if (await page.$("#sf-trust")) {
+    if (trust) await page.check("#sf-trust");
+    else await page.uncheck("#sf-trust");
+  }
+  await page.click("#sf-ok");
+}
+
+// ---- IMAP ------------------------------------------------------------------
+
+function imapQuote(s) {
+  return '"' + s.replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
+}
+
+// LOGIN over IMAPS through the proxy; resolves to the tagged reply line.
+export function imapLogin(user, password, port = PORTS.imaps) {
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false });
+    let buf = "";
+    let sent = false;
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error("IMAP timeout: " + buf)); }, 20000);
+    sock.setEncoding("utf8");
+    sock.on("data", (d) => {
+      buf += d;
+      if (!sent && buf.includes("\r\n")) {
+        sent = true;
+        sock.write(`a1 LOGIN ${imapQuote(user)} ${imapQuote(password)}\r\n`);
+      }
+      const m = buf.match(/^a1 .*$/m);
+      if (m) {
+        clearTimeout(timer);
+        sock.write("a2 LOGOUT\r\n");
+        sock.end();
+        resolve(m[0].trim());
+      }
+    });
+    sock.on("error", (e) => { clearTimeout(timer); reject(e); });
+  });
+}
+
+// The API as the page's own fetch sees it (same cookies), for assertions.
+export async function apiGet(page, p) {
+  return page.evaluate(async (u) => {
+    const r = await fetch(u, { credentials: "same-origin" });
+    return { status: r.status, body: await r.json().catch(() => null) };
+  }, p);
+}
