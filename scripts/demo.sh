@@ -14,7 +14,8 @@
 #   4. var/demo/mfagate.conf, then bob gets a TOTP factor and an app password
 #   5. mfagate serve in the foreground
 # Ports (override with the environment): DEMO_IMAPS=10993 DEMO_IMAP=10143
-# DEMO_POP3S=10995 DEMO_POP3=10110 DEMO_SMTPS=10994 DEMO_SMTP=10025.
+# DEMO_POP3S=10995 DEMO_POP3=10110 DEMO_SMTPS=10994 DEMO_SMTP=10025
+# DEMO_HTTPS=10443 (the web pages).
 # MFAGATE_BIN=PATH runs another binary (with --no-build).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,6 +36,7 @@ POP3S_PORT="${DEMO_POP3S:-10995}"
 POP3_PORT="${DEMO_POP3:-10110}"
 SMTPS_PORT="${DEMO_SMTPS:-10994}"
 SMTP_PORT="${DEMO_SMTP:-10025}"
+HTTPS_PORT="${DEMO_HTTPS:-10443}"
 VAR="$ROOT/var/demo"
 BIN="${MFAGATE_BIN:-$ROOT/build/mfagate}"
 CONF="$VAR/mfagate.conf"
@@ -51,10 +53,11 @@ bash certs/mkcert.sh certs
 mkdir -p "$VAR"
 [ -f "$ROOT/var/.gitignore" ] || echo '*' > "$ROOT/var/.gitignore"
 
-for p in "$IMAPS_PORT" "$IMAP_PORT" "$POP3S_PORT" "$POP3_PORT" "$SMTPS_PORT" "$SMTP_PORT"; do
+for p in "$IMAPS_PORT" "$IMAP_PORT" "$POP3S_PORT" "$POP3_PORT" "$SMTPS_PORT" "$SMTP_PORT" \
+         "$HTTPS_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "demo: port $p is in use (another demo still running?); set DEMO_IMAPS, DEMO_IMAP," \
-         "DEMO_POP3S, DEMO_POP3, DEMO_SMTPS or DEMO_SMTP" >&2
+         "DEMO_POP3S, DEMO_POP3, DEMO_SMTPS, DEMO_SMTP or DEMO_HTTPS" >&2
     exit 1
   fi
 done
@@ -123,6 +126,7 @@ pop3s = 127.0.0.1:$POP3S_PORT
 pop3  = 127.0.0.1:$POP3_PORT
 smtps = 127.0.0.1:$SMTPS_PORT
 smtp  = 127.0.0.1:$SMTP_PORT
+https = 127.0.0.1:$HTTPS_PORT
 
 [backend]
 host = 127.0.0.1
@@ -165,6 +169,11 @@ cat <<INFO
  mfagate demo on 127.0.0.1 -- IMAPS $IMAPS_PORT, IMAP+STARTTLS $IMAP_PORT,
    POP3S $POP3S_PORT, POP3+STLS $POP3_PORT, SMTPS $SMTPS_PORT, SMTP+STARTTLS $SMTP_PORT
 ==============================================================================
+ the web pages (sign in, two-step verification, client-specific passwords):
+   https://127.0.0.1:$HTTPS_PORT/   (accept the self-signed certificate;
+   sign in as carol/carolpw and bind an authenticator app, or as bob/bobpw
+   with a code from the authenticator URI below)
+
  alice (no second factor): account password works
    curl --cacert certs/server.crt imaps://127.0.0.1:$IMAPS_PORT/INBOX -u alice:alicepw
 
