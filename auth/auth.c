@@ -153,21 +153,6 @@ auth_proto_name(enum config_proto proto)
     return "?";
 }
 
-/* A user name made safe for a key=value log line (it was validated, but may
- * still hold spaces, quotes or bytes a terminal would interpret). */
-static const char *
-auth_log_user(const char *user, char *buf, size_t buflen)
-{
-    size_t i = 0;
-
-    for (; user[i] && i + 1 < buflen; i++) {
-        unsigned char c = (unsigned char)user[i];
-        buf[i] = (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) ? '?' : (char)c;
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
 int
 auth_normalize_user(const struct config *cfg, const char *user, size_t len, char *out)
 {
@@ -367,7 +352,7 @@ auth_finish(struct auth_pending *p, enum auth_result result, const char *reason)
     OPENSSL_cleanse(p->pw, sizeof(p->pw));
     OPENSSL_cleanse(p->cache_key, sizeof(p->cache_key));
     p->outcome.result = result;
-    auth_log_user(p->outcome.user, lu, sizeof(lu));
+    util_log_safe(p->outcome.user, lu, sizeof(lu));
     switch (result) {
     case AUTH_APPPW:
         ctx->stats.apppw_ok++;

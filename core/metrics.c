@@ -4,6 +4,8 @@
  */
 #include "core/metrics.h"
 
+#include "core/strbuf.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -135,48 +137,10 @@ metrics_reset(void)
     atomic_store(&metrics_challenges[1], 0);
 }
 
-/* A growing text buffer; after a failed append, failed stays set. */
-struct metrics_buf {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void __attribute__((format(printf, 2, 3)))
-metrics_printf(struct metrics_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->failed)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        char *np = realloc(b->p, b->cap * 2 + (size_t)n);
-
-        if (np == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = b->cap * 2 + (size_t)n;
-    }
-}
-
 static void
-metrics_head(struct metrics_buf *b, const char *name, const char *type, const char *help)
+metrics_head(struct strbuf *b, const char *name, const char *type, const char *help)
 {
-    metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static uint64_t
@@ -189,26 +153,23 @@ int
 metrics_render(char **out, size_t *len)
 {
     static const char *const http_classes[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    struct metrics_buf b = {0};
+    struct strbuf b;
 
     *out = NULL;
     *len = 0;
-    b.cap = 8192;
-    b.p = malloc(b.cap);
-    if (b.p == NULL)
+    if (strbuf_init(&b, 8192) != 0)
         return -1;
-    b.p[0] = '\0';
 
     metrics_head(&b, "mfagate_connections_total", "counter", "Connections accepted.");
     for (int p = 0; p <= METRICS_HTTPS; p++)
-        metrics_printf(&b, "mfagate_connections_total{protocol=\"%s\"} %llu\n",
-                       metrics_proto_names[p],
-                       (unsigned long long)metrics_get(&metrics_conns_total[p]));
+        strbuf_printf(&b, "mfagate_connections_total{protocol=\"%s\"} %llu\n",
+                      metrics_proto_names[p],
+                      (unsigned long long)metrics_get(&metrics_conns_total[p]));
     metrics_head(&b, "mfagate_connections_open", "gauge", "Connections open now.");
     for (int p = 0; p <= METRICS_HTTPS; p++)
-        metrics_printf(&b, "mfagate_connections_open{protocol=\"%s\"} %lld\n",
-                       metrics_proto_names[p],
-                       (long long)atomic_load_explicit(&metrics_conns_open[p],
+        strbuf_printf(&b, "mfagate_connections_open{protocol=\"%s\"} %lld\n",
+                      metrics_proto_names[p],
+                      (long long)atomic_load_explicit(&metrics_conns_open[p],
                                                        memory_order_relaxed));
 
     metrics_head(&b, "mfagate_logins_total", "counter",
@@ -218,12 +179,12 @@ metrics_render(char **out, size_t *len)
             continue;
         for (int r = 0; r < METRICS_RESULT_COUNT; r++)
             for (int h = 0; h < METRICS_HOW_COUNT; h++)
-                metrics_printf(&b,
-                               "mfagate_logins_total{protocol=\"%s\",result=\"%s\",how=\"%s\"} "
-                               "%llu\n",
-                               metrics_proto_names[p], metrics_result_names[r],
-                               metrics_how_names[h],
-                               (unsigned long long)metrics_get(&metrics_logins[p][r][h]));
+                strbuf_printf(&b,
+                              "mfagate_logins_total{protocol=\"%s\",result=\"%s\",how=\"%s\"} "
+                              "%llu\n",
+                              metrics_proto_names[p], metrics_result_names[r],
+                              metrics_how_names[h],
+                              (unsigned long long)metrics_get(&metrics_logins[p][r][h]));
     }
 
     metrics_head(&b, "mfagate_auth_seconds", "histogram",
@@ -235,44 +196,39 @@ metrics_render(char **out, size_t *len)
             continue;
         for (int k = 0; k < METRICS_NBUCKETS; k++) {
             cum += metrics_get(&metrics_auth_bucket[p][k]);
-            metrics_printf(&b, "mfagate_auth_seconds_bucket{protocol=\"%s\",le=\"%s\"} %llu\n",
-                           metrics_proto_names[p], metrics_bucket_le[k],
-                           (unsigned long long)cum);
+            strbuf_printf(&b, "mfagate_auth_seconds_bucket{protocol=\"%s\",le=\"%s\"} %llu\n",
+                          metrics_proto_names[p], metrics_bucket_le[k],
+                          (unsigned long long)cum);
         }
         uint64_t sum = metrics_get(&metrics_auth_sum_ms[p]);
 
-        metrics_printf(&b, "mfagate_auth_seconds_sum{protocol=\"%s\"} %llu.%03llu\n",
-                       metrics_proto_names[p], (unsigned long long)(sum / 1000),
-                       (unsigned long long)(sum % 1000));
-        metrics_printf(&b, "mfagate_auth_seconds_count{protocol=\"%s\"} %llu\n",
-                       metrics_proto_names[p], (unsigned long long)cum);
+        strbuf_printf(&b, "mfagate_auth_seconds_sum{protocol=\"%s\"} %llu.%03llu\n",
+                      metrics_proto_names[p], (unsigned long long)(sum / 1000),
+                      (unsigned long long)(sum % 1000));
+        strbuf_printf(&b, "mfagate_auth_seconds_count{protocol=\"%s\"} %llu\n",
+                      metrics_proto_names[p], (unsigned long long)cum);
     }
 
     metrics_head(&b, "mfagate_backend_errors_total", "counter",
                  "Backend connections or logins that failed (not refusals).");
     for (int p = 0; p <= METRICS_SMTP; p++)
-        metrics_printf(&b, "mfagate_backend_errors_total{protocol=\"%s\"} %llu\n",
-                       metrics_proto_names[p],
-                       (unsigned long long)metrics_get(&metrics_backend_errors[p]));
+        strbuf_printf(&b, "mfagate_backend_errors_total{protocol=\"%s\"} %llu\n",
+                      metrics_proto_names[p],
+                      (unsigned long long)metrics_get(&metrics_backend_errors[p]));
 
     metrics_head(&b, "mfagate_http_requests_total", "counter",
                  "HTTP responses sent, by status class.");
     for (int c = 1; c <= 5; c++)
-        metrics_printf(&b, "mfagate_http_requests_total{code=\"%s\"} %llu\n", http_classes[c],
-                       (unsigned long long)metrics_get(&metrics_http[c]));
+        strbuf_printf(&b, "mfagate_http_requests_total{code=\"%s\"} %llu\n", http_classes[c],
+                      (unsigned long long)metrics_get(&metrics_http[c]));
 
     metrics_head(&b, "mfagate_challenges_total", "counter",
                  "Second-factor challenges answered, by result.");
-    metrics_printf(&b, "mfagate_challenges_total{result=\"ok\"} %llu\n",
-                   (unsigned long long)metrics_get(&metrics_challenges[1]));
-    metrics_printf(&b, "mfagate_challenges_total{result=\"failed\"} %llu\n",
-                   (unsigned long long)metrics_get(&metrics_challenges[0]));
+    strbuf_printf(&b, "mfagate_challenges_total{result=\"ok\"} %llu\n",
+                  (unsigned long long)metrics_get(&metrics_challenges[1]));
+    strbuf_printf(&b, "mfagate_challenges_total{result=\"failed\"} %llu\n",
+                  (unsigned long long)metrics_get(&metrics_challenges[0]));
 
-    if (b.failed) {
-        free(b.p);
-        return -1;
-    }
-    *out = b.p;
-    *len = b.len;
-    return 0;
+    *out = strbuf_take(&b, len);
+    return *out != NULL ? 0 : -1;
 }

@@ -49,6 +49,20 @@ util_hex_encode(const void *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+const char *
+util_log_safe(const char *in, char *buf, size_t buflen)
+{
+    size_t i = 0;
+
+    for (; in[i] != '\0' && i + 1 < buflen; i++) {
+        unsigned char c = (unsigned char)in[i];
+
+        buf[i] = (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) ? '?' : (char)c;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 int
 util_strlcpy(char *dst, const char *src, size_t dst_size)
 {

@@ -40,6 +40,13 @@ int util_ct_equal(const void *a, const void *b, size_t len);
 /* Lower-case hex of len bytes into out (2*len+1 bytes, NUL-terminated). */
 void util_hex_encode(const void *in, size_t len, char *out);
 
+/*
+ * Copies a name (a user name, say: checked, but it may still hold spaces,
+ * quotes or bytes a terminal would act on) into buf for a key=value log
+ * line: every such byte becomes '?'.  Cut to buflen - 1 bytes.  Returns buf.
+ */
+const char *util_log_safe(const char *in, char *buf, size_t buflen);
+
 /* Copies src into dst (size dst_size), always NUL-terminating; 0, or -1 if cut. */
 int util_strlcpy(char *dst, const char *src, size_t dst_size);
 

@@ -438,7 +438,7 @@ static void
 session_refuse(struct session *s)
 {
     log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=refused",
-             s->id, s->proto->name, s->user, s->addr, session_how_name(s->how));
+             s->id, s->proto->name, s->logname, s->addr, session_how_name(s->how));
     metrics_login((int)s->proto->proto, METRICS_REFUSED, session_how_name(s->how),
                   util_now_ms() - s->login_started_ms);
     session_after_refusal_delay(s, session_refuse_now);
@@ -461,6 +461,7 @@ session_auth_cb(void *arg, const struct auth_outcome *o)
     s->apppw_id = o->apppw_id;
     /* The decision may have normalized the name; the backend sees that one. */
     util_strlcpy(s->user, o->user, sizeof(s->user));
+    util_log_safe(s->user, s->logname, sizeof(s->logname));
     switch (o->result) {
     case AUTH_APPPW:
     case AUTH_PASSTHROUGH:
@@ -471,7 +472,7 @@ session_auth_cb(void *arg, const struct auth_outcome *o)
         break;
     case AUTH_TEMPFAIL:
         log_warn("session=%" PRIu64 " event=login proto=%s user=%s result=tempfail", s->id,
-                 s->proto->name, s->user);
+                 s->proto->name, s->logname);
         session_unavailable(s);
         break;
     }
@@ -489,9 +490,11 @@ session_login(struct session *s, const char *user, size_t ulen, const char *pass
     if (auth_normalize_user(s->pw->cfg, user, ulen, s->user) != 0 || plen == 0 ||
         plen >= sizeof(s->pass) || memchr(pass, '\0', plen) != NULL) {
         util_strlcpy(s->user, "-", sizeof(s->user));
+        util_strlcpy(s->logname, "-", sizeof(s->logname));
         session_refuse(s);
         return;
     }
+    util_log_safe(s->user, s->logname, sizeof(s->logname));
     memcpy(s->pass, pass, plen);
     s->pass[plen] = '\0';
     rc = auth_check(s->pw->auth, s->proto->proto, s->user, s->pass, s->addr, session_auth_cb,
@@ -741,7 +744,7 @@ session_backend_fail(struct session *s, const char *why)
     if (s->closing)
         return;
     log_warn("session=%" PRIu64 " event=backend_failed proto=%s user=%s error=\"%s\"", s->id,
-             s->proto->name, s->user, why);
+             s->proto->name, s->logname, why);
     metrics_backend_error((int)s->proto->proto);
     if (!s->inbound)
         metrics_login((int)s->proto->proto, METRICS_UNAVAILABLE, session_how_name(s->how),
@@ -758,7 +761,7 @@ session_backend_refused(struct session *s)
         /* A refused master login is the admin's problem, not the user's. */
         log_error("session=%" PRIu64 " event=master_login_refused proto=%s user=%s "
                   "hint=\"check [backend] master_user and the backend's master passdb\"",
-                  s->id, s->proto->name, s->user);
+                  s->id, s->proto->name, s->logname);
         session_backend_fail(s, "master login refused");
         return;
     }
@@ -790,7 +793,7 @@ void
 session_login_ok(struct session *s)
 {
     log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=ok "
-             "ms=%" PRIu64, s->id, s->proto->name, s->user, s->addr, session_how_name(s->how),
+             "ms=%" PRIu64, s->id, s->proto->name, s->logname, s->addr, session_how_name(s->how),
              util_now_ms() - s->login_started_ms);
     metrics_login((int)s->proto->proto, METRICS_OK, session_how_name(s->how),
                   util_now_ms() - s->login_started_ms);
@@ -871,7 +874,7 @@ session_live_revoked(struct auth_live *node)
 {
     struct session *s = container_of(node, struct session, live);
 
-    log_info("session=%" PRIu64 " event=revoked user=%s", s->id, s->user);
+    log_info("session=%" PRIu64 " event=revoked user=%s", s->id, s->logname);
     session_close(s);    /* which takes the node off the context's list */
 }
 

@@ -132,6 +132,7 @@ struct session {
 
     /* The login in progress; pass is wiped once the backend has answered. */
     char user[AUTH_USER_MAX];
+    char logname[64];                      /* user, made safe for logs (util_log_safe) */
     char pass[AUTH_PASS_MAX];
     struct auth_pending *auth;
     enum auth_result how;
