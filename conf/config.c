@@ -304,6 +304,58 @@ set_unauth(struct config_parse *cp, const char *v, void *field, size_t size)
     return 0;
 }
 
+static int
+set_relay(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    if (*v != '\0' && strncasecmp(v, "smtp://", 7) != 0 && strncasecmp(v, "smtps://", 8) != 0) {
+        config_fail(cp, "expected an smtp:// or smtps:// URL (or nothing), got \"%s\"", v);
+        return -1;
+    }
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            config_fail(cp, "the relay URL holds a space or control character");
+            return -1;
+        }
+    }
+    if (*v != '\0' && v[(v[4] == 's' || v[4] == 'S') ? 8 : 7] == '\0') {
+        config_fail(cp, "the relay URL names no host");
+        return -1;
+    }
+    return set_string(cp, v, field, size);
+}
+
+static int
+set_mail_from(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    const char *at = strchr(v, '@');
+
+    if (at == NULL || at == v || at[1] == '\0' || strchr(at + 1, '@') != NULL) {
+        config_fail(cp, "expected an address with one @, got \"%s\"", v);
+        return -1;
+    }
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("<>(),;\"\\[]", *p) != NULL) {
+            config_fail(cp, "the address holds a character an address cannot hold");
+            return -1;
+        }
+    }
+    return set_string(cp, v, field, size);
+}
+
+static int
+set_email_factor(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    if (!strcasecmp(v, "second_factor"))
+        *(int *)field = CONFIG_EMAIL_SECOND_FACTOR;
+    else if (!strcasecmp(v, "recovery"))
+        *(int *)field = CONFIG_EMAIL_RECOVERY;
+    else {
+        config_fail(cp, "expected second_factor or recovery, got \"%s\"", v);
+        return -1;
+    }
+    return 0;
+}
+
 int
 config_parse_addr(const char *text, struct config_addr *out)
 {
@@ -443,7 +495,11 @@ static const struct config_key config_keys[] = {
     {"auth", "fail_delay_after", set_count, F(fail_delay_after)},
     {"auth", "fail_lockout", set_count, F(fail_lockout)},
     {"auth", "fail_lockout_time", set_duration, F(fail_lockout_ms)},
+    {"mail", "relay", set_relay, F(mail_relay)},
+    {"mail", "from", set_mail_from, F(mail_from)},
     {"web", "device_days", set_count, F(device_days)},
+    {"web", "email_factor", set_email_factor, F(email_factor)},
+    {"web", "recovery_wait", set_duration, F(recovery_wait_ms)},
 };
 
 #undef F
@@ -535,6 +591,10 @@ config_defaults(struct config *cfg)
     cfg->fail_lockout = 20;
     cfg->fail_lockout_ms = 5 * 60 * 1000;
     cfg->device_days = 30;
+    /* E-mail codes are off until [mail] relay names the MTA. */
+    snprintf(cfg->mail_from, sizeof(cfg->mail_from), "mfagate@localhost");
+    cfg->email_factor = CONFIG_EMAIL_SECOND_FACTOR;
+    cfg->recovery_wait_ms = 24ULL * 3600 * 1000;
 }
 
 /* Reads the first line of a secret file, without its newline. */

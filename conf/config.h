@@ -115,8 +115,19 @@ struct config {
     int fail_lockout;                 /* consecutive failures that lock out */
     uint64_t fail_lockout_ms;         /* how long a lockout lasts */
 
+    /* [mail] (verification codes by e-mail) */
+    char mail_relay[512];             /* smtp:// or smtps:// URL; "" = e-mail codes off */
+    char mail_from[CONFIG_NAME_MAX];  /* envelope and header sender */
+
     /* [web] */
     int device_days;                  /* how long "trust this device" lasts */
+    int email_factor;                 /* enum config_email_factor */
+    uint64_t recovery_wait_ms;        /* recovery: wait before a lost factor goes */
+};
+
+enum config_email_factor {
+    CONFIG_EMAIL_SECOND_FACTOR = 0,   /* a code by e-mail signs in (the manual) */
+    CONFIG_EMAIL_RECOVERY,            /* only recovery after a wait (NIST 800-63B rev. 4) */
 };
 
 /*

@@ -26,6 +26,7 @@
 #include "core/util.h"
 #include "web/api_priv.h"
 #include "web/backend_check.h"
+#include "web/mailer.h"
 
 const struct web_route api_routes[] = {
     {"POST", "/api/login", 0, api_login},
@@ -35,6 +36,8 @@ const struct web_route api_routes[] = {
     {"GET", "/api/me", 0, api_me},
     {"POST", "/api/verify/begin", 0, api_verify_begin},
     {"POST", "/api/verify", 0, api_verify},
+    {"POST", "/api/verify/email-code", 0, api_verify_email_code},
+    {"POST", "/api/recovery/begin", 0, api_recovery_begin},
     {"POST", "/api/factors/", 1, api_factors_post},
     {"GET", "/api/app-passwords", 0, api_apppw_list},
     {"POST", "/api/app-passwords", 0, api_apppw_create},
@@ -64,19 +67,6 @@ int64_t
 api_now(void)
 {
     return util_wall_time();
-}
-
-const char *
-api_log_user(const char *user, char *buf, size_t buflen)
-{
-    size_t i = 0;
-
-    for (; user[i] && i + 1 < buflen; i++) {
-        unsigned char c = (unsigned char)user[i];
-        buf[i] = (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) ? '?' : (char)c;
-    }
-    buf[i] = '\0';
-    return buf;
 }
 
 void
@@ -287,6 +277,7 @@ api_session_done(struct api_session *s)
 struct api_methods_ctx {
     cJSON *arr;
     int count;
+    int email;                     /* e-mail codes may sign in / verify */
 };
 
 static int
@@ -295,7 +286,7 @@ api_methods_row(void *arg, const struct store_factor *f)
     struct api_methods_ctx *m = arg;
 
     /* Only kinds a code can be checked for here (WeChat comes later). */
-    if (strcmp(f->kind, "totp") == 0 || strcmp(f->kind, "email") == 0) {
+    if (strcmp(f->kind, "totp") == 0 || (m->email && strcmp(f->kind, "email") == 0)) {
         cJSON_AddItemToArray(m->arr, cJSON_CreateString(f->kind));
         m->count++;
     }
@@ -305,7 +296,7 @@ api_methods_row(void *arg, const struct store_factor *f)
 int
 api_methods(struct web_worker *ww, const char *user, cJSON *arr, int *count)
 {
-    struct api_methods_ctx m = {arr, 0};
+    struct api_methods_ctx m = {arr, 0, api_email_offered(ww)};
     int r = store_factor_list(api_store(ww), user, api_methods_row, &m);
 
     *count = m.count;
@@ -313,13 +304,13 @@ api_methods(struct web_worker *ww, const char *user, cJSON *arr, int *count)
 }
 
 int
-api_check_code(struct web_worker *ww, struct http_request *req, const char *user,
+api_check_code(struct web_worker *ww, struct http_request *req, const struct store_challenge *ch,
                const char *method, const char *code)
 {
     int r;
 
     if (strcmp(method, "totp") == 0) {
-        r = account_totp_check(api_store(ww), api_keys(ww), user, code, api_now());
+        r = account_totp_check(api_store(ww), api_keys(ww), ch->user, code, api_now());
         if (r == STORE_OK || r == ACCOUNT_BAD_CODE)
             return r;
         if (r == ACCOUNT_NO_FACTOR)
@@ -327,11 +318,8 @@ api_check_code(struct web_worker *ww, struct http_request *req, const char *user
         api_reply_store_error(req);
         return -1;
     }
-    if (strcmp(method, "email") == 0) {
-        http_respond_error(req, 501, "not_implemented",
-                           "Codes by e-mail are not available on this server yet.");
-        return -1;
-    }
+    if (strcmp(method, "email") == 0)
+        return api_check_email_code(ww, req, ch, code);
     http_respond_error(req, 400, "bad_request", "\"method\" must be \"totp\" or \"email\".");
     return -1;
 }
@@ -407,7 +395,7 @@ api_signed_in(struct web_worker *ww, struct http_request *req, const char *user,
         STORE_OK)
         log_warn("web id=%llx event=audit_lost", (unsigned long long)req->id);
     log_info("web id=%llx event=signin user=%s addr=%s how=%s session=%lld",
-             (unsigned long long)req->id, api_log_user(user, lu, sizeof(lu)), req->peer, how,
+             (unsigned long long)req->id, util_log_safe(user, lu, sizeof(lu)), req->peer, how,
              (long long)ws.id);
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "state", "ok");
@@ -429,7 +417,7 @@ api_login_audit_fail(struct web_worker *ww, struct http_request *req, const char
         STORE_OK)
         log_warn("web id=%llx event=audit_lost", (unsigned long long)req->id);
     log_info("web id=%llx event=signin_failed user=%s addr=%s reason=%s",
-             (unsigned long long)req->id, api_log_user(user, lu, sizeof(lu)), req->peer, reason);
+             (unsigned long long)req->id, util_log_safe(user, lu, sizeof(lu)), req->peer, reason);
 }
 
 static void
@@ -475,6 +463,20 @@ api_login_password_ok(struct web_worker *ww, struct http_request *req, const cha
         api_reply_store_error(req);
         return;
     }
+    if (count == 0 && !api_email_offered(ww)) {
+        /* [web] email_factor = recovery: a backup e-mail is no sign-in
+         * factor; with nothing else bound the password is enough. */
+        struct store_factor f;
+        int r = store_factor_get(st, user, "email", &f);
+
+        OPENSSL_cleanse(&f, sizeof(f));
+        if (r == STORE_OK && nfactors == 1) {
+            cJSON_Delete(o);
+            cJSON_Delete(methods);
+            api_signed_in(ww, req, user, "password", NULL, 0);
+            return;
+        }
+    }
     if (count == 0) {
         /* Only kinds this server cannot check yet (WeChat): no way in here. */
         cJSON_Delete(o);
@@ -491,7 +493,7 @@ api_login_password_ok(struct web_worker *ww, struct http_request *req, const cha
         return;
     }
     log_info("web id=%llx event=second_factor user=%s addr=%s", (unsigned long long)req->id,
-             api_log_user(user, lu, sizeof(lu)), req->peer);
+             util_log_safe(user, lu, sizeof(lu)), req->peer);
     cJSON_AddStringToObject(o, "state", "second_factor");
     cJSON_AddStringToObject(o, "challenge", token);
     cJSON_AddItemToObject(o, "methods", methods);
@@ -677,7 +679,7 @@ api_login_verify(struct web_worker *ww, struct http_request *req)
         api_reply_store_error(req);
         goto done;
     }
-    r = api_check_code(ww, req, ch.user, method, code);
+    r = api_check_code(ww, req, &ch, method, code);
     if (r < 0 && r != ACCOUNT_BAD_CODE)
         goto done;
     if (r == ACCOUNT_BAD_CODE) {
@@ -692,7 +694,7 @@ api_login_verify(struct web_worker *ww, struct http_request *req)
             store_batch_audit(st, api_now(), ch.user, "login_fail", detail, req->peer);
         }
         log_info("web id=%llx event=bad_code user=%s addr=%s left=%d",
-                 (unsigned long long)req->id, api_log_user(ch.user, lu, sizeof(lu)), req->peer,
+                 (unsigned long long)req->id, util_log_safe(ch.user, lu, sizeof(lu)), req->peer,
                  left);
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "error", "bad_code");
@@ -722,13 +724,6 @@ api_login_verify(struct web_worker *ww, struct http_request *req)
 done:
     OPENSSL_cleanse(&ch, sizeof(ch));
     cJSON_Delete(body);
-}
-
-void
-api_login_email_code(struct web_worker *ww, struct http_request *req)
-{
-    http_respond_error(req, 501, "not_implemented",
-                       "Codes by e-mail are not available on this server yet.");
 }
 
 void
@@ -776,7 +771,7 @@ api_worker_init(struct web_worker *ww)
     /* Old rows of the web tables go at start; challenges also as new ones come. */
     store_challenge_prune(api_store(ww), api_now());
     store_websession_prune(api_store(ww), api_now(), api_now() - WEBSESSION_IDLE_S);
-    return 0;
+    return api_email_init(ww);
 }
 
 void
@@ -796,6 +791,8 @@ api_worker_stop(struct web_worker *ww)
         }
         p->cancel(p);
     }
+    /* Transfers were cancelled with their requests; close polls and timer. */
+    mailer_close(aw->mailer);
 }
 
 void
@@ -806,6 +803,7 @@ api_worker_free(struct web_worker *ww)
     if (aw == NULL)
         return;
     api_worker_stop(ww);
+    mailer_free(aw->mailer);
     SSL_CTX_free(aw->tls_client);
     free(aw);
     ww->api = NULL;

@@ -130,7 +130,7 @@ api_apppw_done(uv_work_t *w, int status)
         return;
     }
     log_info("web id=%llx event=apppw_created user=%s apppw=%lld", (unsigned long long)req->id,
-             api_log_user(j->user, lu, sizeof(lu)), (long long)id);
+             util_log_safe(j->user, lu, sizeof(lu)), (long long)id);
     apppw_format(j->pw, shown);
     o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)id);
@@ -213,7 +213,7 @@ api_apppw_revoked(struct web_worker *ww, struct http_request *req, const char *u
     if (auth_live_check(ww->auth) != 0)
         log_warn("web id=%llx event=live_check_failed", (unsigned long long)req->id);
     log_info("web id=%llx event=apppw_revoked user=%s apppw=%lld count=%d",
-             (unsigned long long)req->id, api_log_user(user, lu, sizeof(lu)), (long long)id,
+             (unsigned long long)req->id, util_log_safe(user, lu, sizeof(lu)), (long long)id,
              removed);
     o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");

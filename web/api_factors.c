@@ -3,8 +3,7 @@
  * (web/API.md "The signed-in user"): GET /api/me, binding a TOTP factor
  * (begin -> secret, otpauth URI, QR; confirm with one code), the fresh
  * verification before unbind/change (verify/begin -> verify -> a grant),
- * and unbinding.  The backup e-mail factor answers 501 until the mailer is
- * configured.
+ * and unbinding.  The backup e-mail's begin/confirm are in api_email.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "web/api_priv.h"
+#include "web/mailer.h"
 #include "web/qr.h"
 
 /* The first byte of a pending enrollment's data: a new binding or a change. */
@@ -34,7 +34,14 @@ api_me_factor(void *arg, const struct store_factor *f)
     cJSON *o = cJSON_CreateObject();
 
     cJSON_AddStringToObject(o, "kind", f->kind);
-    cJSON_AddStringToObject(o, "label", f->label);
+    if (strcmp(f->kind, "email") == 0) {
+        char masked[MAILER_ADDR_MAX + 8];
+
+        mailer_mask(f->label, masked, sizeof(masked));
+        cJSON_AddStringToObject(o, "label", masked);
+    } else {
+        cJSON_AddStringToObject(o, "label", f->label);
+    }
     api_add_time(o, "created", f->created);
     api_add_time(o, "last_used", f->last_used);
     cJSON_AddItemToArray(arg, o);
@@ -146,26 +153,21 @@ api_me(struct web_worker *ww, struct http_request *req)
 
 /* --- grants ------------------------------------------------------------- */
 
-/*
- * Uses up the grant for "<purpose>:<kind>" of the session's user: 0, or -1
- * after answering 403 (missing, expired, used, another user's or purpose).
- */
-static int
-api_use_grant(struct web_worker *ww, struct http_request *req, const struct api_session *s,
-              const char *grant, const char *purpose, const char *kind)
+/* (api_priv.h) 403 for a grant missing, expired, another user's or purpose. */
+int
+api_open_grant(struct web_worker *ww, struct http_request *req, const struct api_session *s,
+               const char *grant, const char *purpose, const char *kind,
+               struct store_challenge *ch)
 {
-    struct store_challenge ch;
     char want[64];
     int r;
 
     snprintf(want, sizeof(want), "%s:%s", purpose, kind);
-    r = challenge_open(api_store(ww), api_keys(ww), grant, CHALLENGE_GRANT, api_now(), &ch);
+    r = challenge_open(api_store(ww), api_keys(ww), grant, CHALLENGE_GRANT, api_now(), ch);
     if (r == STORE_OK &&
-        (strcmp(ch.user, s->ws.user) != 0 || ch.data_len != strlen(want) ||
-         memcmp(ch.data, want, ch.data_len) != 0))
+        (strcmp(ch->user, s->ws.user) != 0 || ch->data_len != strlen(want) ||
+         memcmp(ch->data, want, ch->data_len) != 0))
         r = CHALLENGE_GONE;
-    if (r == STORE_OK)
-        r = challenge_consume(api_store(ww), &ch, api_now());
     if (r == STORE_OK)
         return 0;
     if (r == STORE_ERR)
@@ -174,6 +176,27 @@ api_use_grant(struct web_worker *ww, struct http_request *req, const struct api_
         http_respond_error(req, 403, "verification_required",
                            "Please verify with your current factor first.");
     return -1;
+}
+
+/* (api_priv.h) as api_open_grant, and uses the grant up. */
+int
+api_use_grant(struct web_worker *ww, struct http_request *req, const struct api_session *s,
+              const char *grant, const char *purpose, const char *kind)
+{
+    struct store_challenge ch;
+    int r = api_open_grant(ww, req, s, grant, purpose, kind, &ch);
+
+    if (r == 0) {
+        r = challenge_consume(api_store(ww), &ch, api_now());
+        if (r == STORE_ERR)
+            api_reply_store_error(req);
+        else if (r != STORE_OK)
+            http_respond_error(req, 403, "verification_required",
+                               "Please verify with your current factor first.");
+        r = r == STORE_OK ? 0 : -1;
+    }
+    OPENSSL_cleanse(&ch, sizeof(ch));
+    return r;
 }
 
 /* --- TOTP binding ------------------------------------------------------- */
@@ -227,7 +250,7 @@ api_totp_begin(struct web_worker *ww, struct http_request *req, struct api_sessi
         goto done;
     }
     log_info("web id=%llx event=totp_begin user=%s mode=%s", (unsigned long long)req->id,
-             api_log_user(s->ws.user, lu, sizeof(lu)), mode == ENROLL_BIND ? "bind" : "change");
+             util_log_safe(s->ws.user, lu, sizeof(lu)), mode == ENROLL_BIND ? "bind" : "change");
     o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "secret", b32);
     cJSON_AddStringToObject(o, "otpauth", uri);
@@ -310,7 +333,7 @@ api_totp_confirm(struct web_worker *ww, struct http_request *req, struct api_ses
         goto done;
     }
     log_info("web id=%llx event=factor_bound user=%s kind=totp factor=%lld",
-             (unsigned long long)req->id, api_log_user(s->ws.user, lu, sizeof(lu)),
+             (unsigned long long)req->id, util_log_safe(s->ws.user, lu, sizeof(lu)),
              (long long)id);
     api_reply_ok(req);
 
@@ -343,7 +366,7 @@ api_unbind(struct web_worker *ww, struct http_request *req, struct api_session *
         return;
     }
     log_info("web id=%llx event=factor_removed user=%s kind=%s left=%d devices_revoked=%d",
-             (unsigned long long)req->id, api_log_user(s->ws.user, lu, sizeof(lu)), kind, left,
+             (unsigned long long)req->id, util_log_safe(s->ws.user, lu, sizeof(lu)), kind, left,
              devices);
     o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "ok");
@@ -381,11 +404,13 @@ api_factors_post(struct web_worker *ww, struct http_request *req)
         goto done;
     if (strcmp(action, "unbind") == 0)
         api_unbind(ww, req, &s, body, kind);
+    else if (strcmp(kind, "email") == 0 && strcmp(action, "begin") == 0)
+        api_email_begin(ww, req, &s, body);
+    else if (strcmp(kind, "email") == 0)
+        api_email_confirm(ww, req, &s, body);
     else if (strcmp(kind, "totp") != 0)
         http_respond_error(req, 501, "not_implemented",
-                           strcmp(kind, "email") == 0
-                               ? "Binding a backup e-mail is not available on this server yet."
-                               : "WeChat binding is not available on this server yet.");
+                           "WeChat binding is not available on this server yet.");
     else if (strcmp(action, "begin") == 0)
         api_totp_begin(ww, req, &s, body);
     else
@@ -468,7 +493,8 @@ api_verify(struct web_worker *ww, struct http_request *req)
     r = challenge_open(st, api_keys(ww), challenge, NULL, api_now(), &ch);
     if (r == STORE_OK &&
         ((strcmp(ch.kind, CHALLENGE_UNBIND) != 0 && strcmp(ch.kind, CHALLENGE_CHANGE) != 0) ||
-         strcmp(ch.user, s.ws.user) != 0 || ch.data_len == 0 || ch.data_len >= STORE_KIND_MAX))
+         strcmp(ch.user, s.ws.user) != 0 || api_challenge_kind_len(&ch) == 0 ||
+         api_challenge_kind_len(&ch) >= STORE_KIND_MAX))
         r = CHALLENGE_GONE;
     if (r == CHALLENGE_GONE) {
         http_respond_error(req, 410, "expired", "This verification has expired. Start again.");
@@ -482,7 +508,7 @@ api_verify(struct web_worker *ww, struct http_request *req)
         api_reply_store_error(req);
         goto done;
     }
-    r = api_check_code(ww, req, s.ws.user, method, code);
+    r = api_check_code(ww, req, &ch, method, code);
     if (r < 0 && r != ACCOUNT_BAD_CODE)
         goto done;
     if (r == ACCOUNT_BAD_CODE) {
@@ -501,7 +527,8 @@ api_verify(struct web_worker *ww, struct http_request *req)
         http_respond_error(req, 410, "expired", "This verification has expired. Start again.");
         goto done;
     }
-    snprintf(data, sizeof(data), "%s:%.*s", ch.kind, (int)ch.data_len, (const char *)ch.data);
+    snprintf(data, sizeof(data), "%s:%.*s", ch.kind, (int)api_challenge_kind_len(&ch),
+             (const char *)ch.data);
     if (challenge_create(st, api_keys(ww), s.ws.user, CHALLENGE_GRANT, data, strlen(data),
                          req->peer, api_now(), CHALLENGE_TTL_S, token, NULL) != STORE_OK) {
         api_reply_store_error(req);

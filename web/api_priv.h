@@ -22,12 +22,14 @@
 #define API_STR_MAX 256            /* any string field of a request body */
 
 struct api_pending;
+struct mailer;
 
 /* api.c's per-worker state (ww->api). */
 struct api_worker {
     struct web_worker *ww;
     SSL_CTX *tls_client;           /* for a backend with TLS; NULL otherwise */
     struct api_pending *pending;   /* requests waiting on the backend or the pool */
+    struct mailer *mailer;         /* e-mail codes; NULL when [mail] relay is empty */
     int stopping;
 };
 
@@ -79,18 +81,44 @@ void api_add_time(cJSON *obj, const char *name, int64_t t);
 /* A string member, or null when empty. */
 void api_add_opt(cJSON *obj, const char *name, const char *s);
 
-/* A user name made safe for a key=value log line. */
-const char *api_log_user(const char *user, char *buf, size_t buflen);
-
 /* A code field (6 digits); 0, or -1 after answering 400. */
 int api_code(struct http_request *req, const cJSON *obj, const char **out);
 
 /*
- * Checks a code of method for user ("totp"; "email" is not implemented yet):
- * STORE_OK, ACCOUNT_BAD_CODE, or -1 after answering (501, 400, 500).
+ * Checks a code of method ("totp" or "email") for the user of challenge ch
+ * (an e-mail code lives in ch's data): STORE_OK, ACCOUNT_BAD_CODE, or -1
+ * after answering (400, 403, 409, 500).
  */
-int api_check_code(struct web_worker *ww, struct http_request *req, const char *user,
-                   const char *method, const char *code);
+int api_check_code(struct web_worker *ww, struct http_request *req,
+                   const struct store_challenge *ch, const char *method, const char *code);
+
+/* api_email.c: the e-mail code of ch, as api_check_code. */
+int api_check_email_code(struct web_worker *ww, struct http_request *req,
+                         const struct store_challenge *ch, const char *code);
+
+/* 1 if a code by e-mail may sign in / verify ([web] email_factor). */
+int api_email_offered(struct web_worker *ww);
+
+/* The length of a challenge's own data (the factor kind of an unbind or a
+ * change), before the code part an e-mail code adds. */
+size_t api_challenge_kind_len(const struct store_challenge *ch);
+
+/* The pending grant for "<purpose>:<kind>" of the session's user into *ch:
+ * 0, or -1 after answering 403 (or 500). */
+int api_open_grant(struct web_worker *ww, struct http_request *req, const struct api_session *s,
+                   const char *grant, const char *purpose, const char *kind,
+                   struct store_challenge *ch);
+
+/* As api_open_grant, and uses the grant up: 0, or -1 after answering 403. */
+int api_use_grant(struct web_worker *ww, struct http_request *req, const struct api_session *s,
+                  const char *grant, const char *purpose, const char *kind);
+
+/* The worker's mailer, when [mail] relay is set; 0 or an error. */
+int api_email_init(struct web_worker *ww);
+void api_email_begin(struct web_worker *ww, struct http_request *req, struct api_session *s,
+                     cJSON *body);
+void api_email_confirm(struct web_worker *ww, struct http_request *req, struct api_session *s,
+                       cJSON *body);
 
 /* The "methods" array of the factor kinds user has bound that can verify. */
 int api_methods(struct web_worker *ww, const char *user, cJSON *arr, int *count);
@@ -117,6 +145,8 @@ void api_me(struct web_worker *ww, struct http_request *req);
 void api_factors_post(struct web_worker *ww, struct http_request *req);
 void api_verify_begin(struct web_worker *ww, struct http_request *req);
 void api_verify(struct web_worker *ww, struct http_request *req);
+void api_verify_email_code(struct web_worker *ww, struct http_request *req);
+void api_recovery_begin(struct web_worker *ww, struct http_request *req);
 void api_apppw_list(struct web_worker *ww, struct http_request *req);
 void api_apppw_create(struct web_worker *ww, struct http_request *req);
 void api_apppw_delete(struct web_worker *ww, struct http_request *req);

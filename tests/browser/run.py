@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration", "harness"))
 
 from dovecot import Dovecot, free_ports  # noqa: E402
 from mfagate import Mfagate  # noqa: E402
+from smtpsink import SmtpSink  # noqa: E402
 
 # One user per test file (a TOTP code is good once per user, and trusted
 # devices are per user), so the files can run in parallel.
@@ -77,13 +78,18 @@ def main(argv):
                    check=True, capture_output=True, stdin=subprocess.DEVNULL)
 
     dc = Dovecot(os.path.join(work, "dovecot"), users=USERS)
+    # mfagate's [mail] relay: e-mail codes land as files the tests read.
+    mail_dir = os.path.join(work, "mail")
+    sink = SmtpSink(mail_dir).start()
     mg = mg_dead = None
     ok = False
     rc = 1
     counts = {"pass": 0, "fail": 0}
     try:
         dc.start()
-        mg = Mfagate(os.path.join(work, "mfagate"), dc, certdir, listen=LISTEN)
+        mg = Mfagate(os.path.join(work, "mfagate"), dc, certdir, listen=LISTEN,
+                     overrides={"mail": {"relay": "smtp://127.0.0.1:%d" % sink.port,
+                                         "from": "mfagate@example.test"}})
         mg.start()
         # Nothing listens on this port: every backend login fails to connect.
         dead_port = free_ports(1)[0]
@@ -102,6 +108,7 @@ def main(argv):
             "MFA_OUT_DIR": out_dir,
             "MFA_CHROMIUM": chromium,
             "MFA_CAFILE": os.path.join(certdir, "server.crt"),
+            "MFA_MAIL_DIR": mail_dir,
         })
         cmd = [node, "--test", "--test-reporter=spec", "--test-reporter-destination=stdout"]
         if node_version(node) >= (20, 10):
@@ -128,6 +135,7 @@ def main(argv):
                 print("run.py: mfagate did not stop cleanly: %s" % e)
                 ok, rc = False, rc or 1
         dc.close()
+        sink.stop()
         if ok:
             shutil.rmtree(work, ignore_errors=True)
         else:

@@ -334,12 +334,13 @@
       code.focus();
     });
 
-    // API.md names one route that mails a code, for sign-in challenges; a
-    // verify challenge (unbind/change) uses the same route with its id.
+    // A code by e-mail for this challenge: a sign-in's, or a fresh
+    // verification's (unbind/change) on its own route.
     sendBtn.addEventListener("click", function () {
       sendBtn.disabled = true;
       showError(err, "");
-      api("POST", "/api/login/email-code", { challenge: opts.challenge }).then(function (r) {
+      var route = opts.mode === "verify" ? "/api/verify/email-code" : "/api/login/email-code";
+      api("POST", route, { challenge: opts.challenge }).then(function (r) {
         sent.textContent = t("sf.email.sent", { to: r && r.sent_to ? r.sent_to : "" });
         sent.hidden = false;
         sendBtn.disabled = false;

@@ -82,6 +82,10 @@ test_defaults(void **state)
     assert_int_equal(cfg->allow_plaintext_auth, 0);
     assert_int_equal(cfg->smtp_unauth_relay, 1);
     assert_int_equal(cfg->device_days, 30);
+    assert_string_equal(cfg->mail_relay, "");
+    assert_string_equal(cfg->mail_from, "mfagate@localhost");
+    assert_int_equal(cfg->email_factor, CONFIG_EMAIL_SECOND_FACTOR);
+    assert_int_equal(cfg->recovery_wait_ms, 24ULL * 3600 * 1000);
     assert_string_equal(cfg->listeners[CONFIG_L_IMAPS].key, "imaps");
     assert_int_equal(cfg->listeners[CONFIG_L_IMAPS].naddrs, 0);
     free(cfg);
@@ -120,7 +124,8 @@ test_values(void **state)
         "[limits]\npreauth_timeout = 5s\nidle_timeout = 2h\nbackend_timeout = 1500ms\n"
         "max_literal = 64k\nrelay_buffer = 1m\n"
         "[auth]\ncache_ttl = 1m\nrefusal_delay = 0\n"
-        "[web]\ndevice_days = 7\n");
+        "[web]\ndevice_days = 7\nemail_factor = recovery\nrecovery_wait = 2h\n"
+        "[mail]\nrelay = smtps://mx.example.com:465\nfrom = codes@example.com\n");
 
     assert_int_equal(config_load(path, cfg, err, sizeof(err)), 0);
     assert_int_equal(cfg->workers, 3);
@@ -142,6 +147,10 @@ test_values(void **state)
     assert_int_equal(cfg->cache_ttl_ms, 60000);
     assert_int_equal(cfg->refusal_delay_ms, 0);
     assert_int_equal(cfg->device_days, 7);
+    assert_int_equal(cfg->email_factor, CONFIG_EMAIL_RECOVERY);
+    assert_int_equal(cfg->recovery_wait_ms, 2 * 3600 * 1000);
+    assert_string_equal(cfg->mail_relay, "smtps://mx.example.com:465");
+    assert_string_equal(cfg->mail_from, "codes@example.com");
     free(cfg);
 }
 
@@ -178,6 +187,13 @@ test_errors_have_file_and_line(void **state)
     expect_error_at("[server]\nthis line is not a key\n", 2, "syntax");
     expect_error_at("[limits]\nmax_line = 0\n", 2, "size");
     expect_error_at("[smtp]\nunauthenticated = maybe\n", 2, "relay or reject");
+    expect_error_at("[mail]\nrelay = http://127.0.0.1:25\n", 2, "smtp://");
+    expect_error_at("[mail]\nrelay = smtp://\n", 2, "no host");
+    expect_error_at("[mail]\nfrom = nobody\n", 2, "one @");
+    expect_error_at("[mail]\nfrom = a@b@c\n", 2, "one @");
+    expect_error_at("[mail]\nfrom = <a@b>\n", 2, "cannot hold");
+    expect_error_at("[web]\nemail_factor = sometimes\n", 2, "second_factor or recovery");
+    expect_error_at("[web]\nrecovery_wait = soon\n", 2, "duration");
 }
 
 static void
