@@ -69,6 +69,28 @@ api_now(void)
     return util_wall_time();
 }
 
+int
+api_enrollment_open(struct http_request *req, struct store *st, const char *user,
+                    const char *kind, int64_t now, struct store_challenge *ch)
+{
+    int r = store_challenge_find(st, user, kind, ch);
+
+    if (r == STORE_NOTFOUND || (r == STORE_OK && ch->expires <= now)) {
+        http_respond_error(req, 410, "expired", "Please start the binding again.");
+        return -1;
+    }
+    if (r != STORE_OK) {
+        api_reply_store_error(req);
+        return -1;
+    }
+    if (ch->attempts >= CHALLENGE_MAX_ATTEMPTS) {
+        http_respond_error(req, 429, "too_many_attempts",
+                           "Too many wrong codes. Please start the binding again.");
+        return -1;
+    }
+    return 0;
+}
+
 void
 api_reply(struct http_request *req, int status, cJSON *json, const char *extra_headers)
 {

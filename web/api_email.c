@@ -594,20 +594,8 @@ api_email_confirm(struct web_worker *ww, struct http_request *req, struct api_se
     memset(&ch, 0, sizeof(ch));
     if (api_code(req, body, &code) != 0)
         return;
-    r = store_challenge_find(st, s->ws.user, EMAIL_ENROLL, &ch);
-    if (r == STORE_NOTFOUND || (r == STORE_OK && ch.expires <= now)) {
-        http_respond_error(req, 410, "expired", "Please start the binding again.");
+    if (api_enrollment_open(req, st, s->ws.user, EMAIL_ENROLL, now, &ch) != 0)
         goto done;
-    }
-    if (r != STORE_OK) {
-        api_reply_store_error(req);
-        goto done;
-    }
-    if (ch.attempts >= CHALLENGE_MAX_ATTEMPTS) {
-        http_respond_error(req, 429, "too_many_attempts",
-                           "Too many wrong codes. Please start the binding again.");
-        goto done;
-    }
     if (ch.data_len <= 1 + EMAIL_SALT + EMAIL_MAC ||
         ch.data_len - (1 + EMAIL_SALT + EMAIL_MAC) > EMAIL_ADDR_MAX) {
         api_reply_store_error(req);

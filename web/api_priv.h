@@ -81,6 +81,13 @@ void api_add_time(cJSON *obj, const char *name, int64_t t);
 /* A string member, or null when empty. */
 void api_add_opt(cJSON *obj, const char *name, const char *s);
 
+/*
+ * The user's pending enrollment (kind) for a confirm step: 0 with *ch, or -1
+ * after answering 410 (none or expired), 429 (too many wrong codes) or 500.
+ */
+int api_enrollment_open(struct http_request *req, struct store *st, const char *user,
+                        const char *kind, int64_t now, struct store_challenge *ch);
+
 /* A code field (6 digits); 0, or -1 after answering 400. */
 int api_code(struct http_request *req, const cJSON *obj, const char **out);
 
