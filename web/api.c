@@ -23,6 +23,7 @@
 #include "auth/ratelimit.h"
 #include "core/log.h"
 #include "core/tls.h"
+#include "core/metrics.h"
 #include "core/util.h"
 #include "web/api_priv.h"
 #include "web/backend_check.h"
@@ -333,17 +334,22 @@ api_check_code(struct web_worker *ww, struct http_request *req, const struct sto
 
     if (strcmp(method, "totp") == 0) {
         r = account_totp_check(api_store(ww), api_keys(ww), ch->user, code, api_now());
-        if (r == STORE_OK || r == ACCOUNT_BAD_CODE)
-            return r;
         if (r == ACCOUNT_NO_FACTOR)
-            return ACCOUNT_BAD_CODE;
-        api_reply_store_error(req);
+            r = ACCOUNT_BAD_CODE;
+        if (r != STORE_OK && r != ACCOUNT_BAD_CODE) {
+            api_reply_store_error(req);
+            return -1;
+        }
+    } else if (strcmp(method, "email") == 0) {
+        r = api_check_email_code(ww, req, ch, code);
+        if (r != STORE_OK && r != ACCOUNT_BAD_CODE)
+            return r;    /* answered already */
+    } else {
+        http_respond_error(req, 400, "bad_request", "\"method\" must be \"totp\" or \"email\".");
         return -1;
     }
-    if (strcmp(method, "email") == 0)
-        return api_check_email_code(ww, req, ch, code);
-    http_respond_error(req, 400, "bad_request", "\"method\" must be \"totp\" or \"email\".");
-    return -1;
+    metrics_challenge(r == STORE_OK);
+    return r;
 }
 
 void
@@ -416,6 +422,7 @@ api_signed_in(struct web_worker *ww, struct http_request *req, const char *user,
     if (store_batch_audit(api_store(ww), api_now(), user, "login_ok", detail, req->peer) !=
         STORE_OK)
         log_warn("web id=%llx event=audit_lost", (unsigned long long)req->id);
+    metrics_login(METRICS_WEB, METRICS_OK, how, 0);
     log_info("web id=%llx event=signin user=%s addr=%s how=%s session=%lld",
              (unsigned long long)req->id, util_log_safe(user, lu, sizeof(lu)), req->peer, how,
              (long long)ws.id);
@@ -434,6 +441,7 @@ api_login_audit_fail(struct web_worker *ww, struct http_request *req, const char
 {
     char detail[96], lu[AUTH_USER_MAX];
 
+    metrics_login(METRICS_WEB, METRICS_REFUSED, "refused", 0);
     snprintf(detail, sizeof(detail), "proto=web how=password reason=%s", reason);
     if (store_batch_audit(api_store(ww), api_now(), user, "login_fail", detail, req->peer) !=
         STORE_OK)

@@ -12,6 +12,7 @@ import hmac
 import http.client
 import imaplib
 import json
+import re
 import signal
 import struct
 import time
@@ -367,10 +368,25 @@ def test_totp_flow_trust_devices_verify_unbind(web, tls_ctx):
     c.logout()
 
 
+def metrics_value(web, tls_ctx, name):
+    conn = http.client.HTTPSConnection("127.0.0.1", web.ports["https"], context=tls_ctx,
+                                       timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    assert m, name
+    return int(m.group(1))
+
+
 def test_wrong_codes_then_429(web, tls_ctx):
-    """carol: five wrong codes use the challenge up."""
+    """carol: five wrong codes use the challenge up (and /metrics counts them)."""
+    failed = 'mfagate_challenges_total{result="failed"}'
+    web_ok = 'mfagate_logins_total{protocol="web",result="ok",how="other"}'
+    failed_before = metrics_value(web, tls_ctx, failed)
     b = Browser(web, tls_ctx)
     b.signed_in("carol", "carolpw")
+    assert metrics_value(web, tls_ctx, web_ok) >= 1
     secret = b.bind_totp()
     st, ch = b.login("carol", "carolpw")
     assert ch["state"] == "second_factor", ch
@@ -383,6 +399,7 @@ def test_wrong_codes_then_429(web, tls_ctx):
     st, obj = b.request("POST", "/api/login/verify", {"challenge": ch["challenge"],
                                                        "method": "totp", "code": totp(secret)})
     assert st == 429 and obj["error"] == "too_many_attempts", obj
+    assert metrics_value(web, tls_ctx, failed) == failed_before + 5
     # No [mail] relay here: e-mail codes are off, said clearly (never a fake success).
     st, obj = b.request("POST", "/api/login/email-code", {"challenge": ch["challenge"]})
     assert st == 503 and obj["error"] == "mail_unavailable", obj
