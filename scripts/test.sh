@@ -4,6 +4,8 @@
 # an ASan+UBSan build (build-asan/, Debug):
 #
 #   1. scripts/setup.sh                          (Debian packages, idempotent)
+#      then node --test tests/miniprogram and pytest tests/test_phone_sim.py
+#      (the mini program's logic and the phone simulator; no build needed)
 #   2. cmake configure + build
 #   3. ctest --test-dir DIR --output-on-failure   (C unit tests)
 #   4. python3 -m pytest -q tests/integration     (real Dovecot, real clients;
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --) shift; pytest_args=("$@"); break ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -75,6 +77,12 @@ browser() {
   MFAGATE_BIN="$PWD/$1/mfagate" "$PY" tests/browser/run.py
 }
 
+# The mini program's logic under node with a stand-in wx object, and the
+# phone simulator; neither needs a build.
+miniprogram() {
+  node --test tests/miniprogram/ && "$PY" -m pytest -q tests/test_phone_sim.py
+}
+
 one_pass() {  # one_pass LABEL DIR TYPE [cmake args...]
   local label="$1" dir="$2" type="$3"; shift 3
   built=0
@@ -88,6 +96,7 @@ one_pass() {  # one_pass LABEL DIR TYPE [cmake args...]
 }
 
 step "setup (Debian packages)" bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+step "mini program and phone simulator (node --test, pytest)" miniprogram
 
 one_pass "release" build RelWithDebInfo
 # The pages are the same in both builds: the browser tests run once, here.
