@@ -270,7 +270,7 @@ def test_backend_stopped_gives_sys_temp_and_stays_usable(fresh_dovecot, make_mfa
         r = user_pass(c, "alice", "alicepw", timeout=15)
         elapsed = time.monotonic() - t
         assert r.startswith("-ERR [SYS/TEMP]"), r
-        assert elapsed < 5 + 3, elapsed                  # backend_timeout + slack
+        assert elapsed < 8, elapsed    # a stopped backend refuses at once: no waiting
         t = time.monotonic()
         r = c.cmd("AUTH PLAIN " + b64("\0alice\0alicepw"), timeout=15)
         assert r.startswith("-ERR [SYS/TEMP]"), r

@@ -398,7 +398,7 @@ def test_backend_stopped_gives_454_and_stays_usable(fresh_dovecot, make_mfagate,
         r = auth_plain(c, "alice", "alicepw", timeout=15)
         elapsed = time.monotonic() - t
         assert r.startswith("454 4.7.0 "), r
-        assert elapsed < 5 + 3, elapsed                  # backend_timeout + slack
+        assert elapsed < 8, elapsed    # a stopped backend refuses at once: no waiting
         assert c.cmd("NOOP")[0] == 250                    # still usable
         fresh_dovecot.start()
         # the same connection authenticates now that the backend is back

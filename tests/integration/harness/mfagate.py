@@ -122,7 +122,7 @@ class Mfagate:
             "backend": backend,
             "smtp": {"unauthenticated": "relay"},
             "limits": {"preauth_timeout": "60s", "idle_timeout": "30m",
-                       "backend_timeout": "5s", "shutdown_grace": "5s",
+                       "backend_timeout": "10s", "shutdown_grace": "5s",
                        "max_line": "8192", "max_literal": "8192",
                        "max_preauth_commands": "32"},
             "auth": {"argon2_memory_kib": "19456", "argon2_passes": "2",
