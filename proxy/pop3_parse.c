@@ -19,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proxy/sasl.h"
+
 enum pop3_parse_state {
     ST_LINE_START = 0, /* before the first byte of a command line */
     ST_LINE,           /* in a command line */
@@ -145,36 +147,6 @@ pop3_parse_is_word(const char *s, size_t n)
     return 1;
 }
 
-/* A SASL mechanism name (RFC 4422 section 3.1): 1*20 of [A-Z0-9-_]. */
-static int
-pop3_parse_is_mech(const char *s, size_t n)
-{
-    if (n == 0 || n > POP3_MECH_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-/* An initial response: base64 characters, or "=" alone (RFC 5034). */
-static int
-pop3_parse_is_b64(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
-            return 0;
-    }
-    return n > 0;
-}
-
 /*
  * Parses the complete line in arena[0..line_len), NUL-terminated. The
  * arguments are cut out of it in place: the SP after each becomes a NUL.
@@ -245,9 +217,9 @@ pop3_parse_line(struct pop3_parser *p)
         return pop3_parse_invalid(p, min_args == 1 ? "Missing argument" : "Missing arguments");
 
     if (p->cmd == POP3_CMD_AUTH) {
-        if (nwords >= 1 && !pop3_parse_is_mech(s + wstart[0], wlen[0]))
+        if (nwords >= 1 && !sasl_is_mech(s + wstart[0], wlen[0]))
             return pop3_parse_invalid(p, "Invalid mechanism name");
-        if (nwords == 2 && !pop3_parse_is_b64(s + wstart[1], wlen[1]))
+        if (nwords == 2 && !sasl_is_b64(s + wstart[1], wlen[1]))
             return pop3_parse_invalid(p, "Invalid initial response");
     }
 

@@ -31,7 +31,7 @@
 #define POP3_ARENA_SIZE (POP3_LINE_CAP + 8)
 
 /* The longest SASL mechanism name (RFC 4422 section 3.1). */
-#define POP3_MECH_MAX 20
+#define POP3_MECH_MAX 20             /* = SASL_MECH_MAX */
 
 /* Ceiling of a backend reply line (RFC 2449: 512 octets with the CRLF). */
 #define POP3_REPLY_LINE_CAP 4096

@@ -204,3 +204,31 @@ sasl_plain_encode(const char *authzid, const char *authcid, const char *pass,
     sasl_wipe(buf, n);
     return rc;
 }
+
+int
+sasl_is_mech(const char *s, size_t n)
+{
+    if (n == 0 || n > SASL_MECH_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+int
+sasl_is_b64(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || c == '='))
+            return 0;
+    }
+    return n > 0;
+}

@@ -58,4 +58,14 @@ int sasl_login_decode(const char *b64, size_t len, char *out, size_t cap,
 int sasl_plain_encode(const char *authzid, const char *authcid,
                       const char *pass, char *out, size_t cap);
 
+/* A SASL mechanism name (RFC 4422 section 3.1): 1..SASL_MECH_MAX of
+ * [A-Za-z0-9-_]. */
+#define SASL_MECH_MAX 20
+int sasl_is_mech(const char *s, size_t n);
+
+/* An initial response on a command line: one or more base64 characters, or
+ * "=" alone for an empty one (RFC 4959, 5034, 4954).  Decoding checks the
+ * rest. */
+int sasl_is_b64(const char *s, size_t n);
+
 #endif

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proxy/sasl.h"
+
 enum smtp_parse_state {
     ST_LINE_START = 0, /* before the first byte of a command line */
     ST_LINE,           /* in a command line */
@@ -214,36 +216,6 @@ smtp_parse_no_ctl(const char *s, size_t n)
     return 1;
 }
 
-/* A SASL mechanism name (RFC 4422 section 3.1): 1*20 of [A-Z0-9-_]. */
-static int
-smtp_parse_is_mech(const char *s, size_t n)
-{
-    if (n == 0 || n > SMTP_MECH_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-/* An initial response: base64 characters, or "=" alone (RFC 4954). */
-static int
-smtp_parse_is_b64(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
-            return 0;
-    }
-    return n > 0;
-}
-
 /* Trims SPs around s[0..*n); returns the new start. */
 static const char *
 smtp_parse_trim(const char *s, size_t *n)
@@ -417,9 +389,9 @@ smtp_parse_line(struct smtp_parser *p)
             return smtp_parse_invalid(p, "Syntax: AUTH mechanism [initial-response]");
         if (k > 2)
             return smtp_parse_invalid(p, "Too many arguments");
-        if (!smtp_parse_is_mech(w[0], wl[0]))
+        if (!sasl_is_mech(w[0], wl[0]))
             return smtp_parse_invalid(p, "Invalid mechanism name");
-        if (k == 2 && !smtp_parse_is_b64(w[1], wl[1]))
+        if (k == 2 && !sasl_is_b64(w[1], wl[1]))
             return smtp_parse_invalid(p, "Invalid initial response");
         smtp_parse_set_arg(p, 0, w[0], wl[0]);
         if (k == 2)

@@ -34,7 +34,7 @@
 #define SMTP_ARENA_SIZE (2 * SMTP_LINE_CAP + 16)
 
 /* The longest SASL mechanism name (RFC 4422 section 3.1). */
-#define SMTP_MECH_MAX 20
+#define SMTP_MECH_MAX 20             /* = SASL_MECH_MAX */
 
 /* Ceiling of a backend reply line (RFC 5321: 512 octets with the CRLF). */
 #define SMTP_REPLY_LINE_CAP 2048
