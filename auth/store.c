@@ -269,6 +269,39 @@ static const char *const store_migrations[] = {
      * user's pending enrollment or e-mail code by kind. */
     "ALTER TABLE challenges ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX challenges_user ON challenges(user_name, kind);",
+    /* 3: WeChat (issue 5): the openid a 'wechat' factor is bound to, the
+     * QR scenes a phone answers, the mini program's sessions; and the
+     * one-time recovery codes (issue 4), kept like app passwords. */
+    "ALTER TABLE factors ADD COLUMN subject TEXT;"
+    "CREATE INDEX factors_subject ON factors(kind, subject);"
+    "CREATE TABLE scenes ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  token_hash BLOB NOT NULL UNIQUE,"
+    "  user_name TEXT NOT NULL,"
+    "  purpose TEXT NOT NULL,"             /* bind | signin | unbind | change */
+    "  challenge_id INTEGER,"              /* the challenge a verification answers */
+    "  addr TEXT,"                         /* the browser's address */
+    "  number INTEGER,"                    /* number matching of a pushed request */
+    "  created INTEGER NOT NULL,"
+    "  expires INTEGER NOT NULL,"
+    "  answer TEXT,"                       /* NULL until the phone answers */
+    "  openid TEXT,"                       /* who answered */
+    "  used INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX scenes_expires ON scenes(expires);"
+    "CREATE TABLE mp_sessions ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  token_hash BLOB NOT NULL UNIQUE,"
+    "  openid TEXT NOT NULL,"
+    "  created INTEGER NOT NULL,"
+    "  expires INTEGER NOT NULL);"
+    "CREATE TABLE recovery_codes ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  locator TEXT NOT NULL,"             /* non-secret HMAC prefix */
+    "  hash TEXT NOT NULL,"                /* argon2id, like app passwords */
+    "  created INTEGER NOT NULL,"
+    "  used INTEGER);"
+    "CREATE INDEX recovery_codes_user ON recovery_codes(user_id, locator);",
 };
 
 enum store_batch_kind {

@@ -49,7 +49,7 @@
 #define STORE_BATCH_MAX 1024
 
 /* The current schema version (PRAGMA user_version after store_migrate). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 
