@@ -1,19 +1,30 @@
 /*
  * auth.c - the auth decision (auth.h): one auth_ctx per worker loop.
  *
- * Owns, per worker: the store connection, the verification cache, the queue
- * of decisions waiting to be delivered, the flush timer for batched
- * bookkeeping, and the revocation watch over live sessions.  Shares with the
- * other workers only the failure table (ratelimit.c).  Does not own the keys
- * or the config (borrowed), nor the sessions (proxy/).
+ * Owns, per worker: the store connection, the queue of decisions waiting to
+ * be delivered, the flush timer for batched bookkeeping, and the revocation
+ * watch over live sessions.  Shares with the other workers (struct
+ * auth_shared, made once by main.c): the verification cache, the KDF
+ * threads and their queue of jobs; and the failure table (ratelimit.c).
+ * Does not own the keys or the config (borrowed), nor the sessions (proxy/).
  *
  * Life of a check:
  *   auth_check -> failure table -> [app-password shape?]
  *      -> cache hit: re-read the row by id, decide          (loop thread)
- *      -> miss: find the one row with the locator, copy its hash and the
- *         pepper into the pending, argon2id on the thread pool (uv_queue_work)
- *         -> back on the loop: re-read the row by id, fill the cache, decide
+ *      -> miss: find the one row with the locator; then, under the shared
+ *         lock, either join the job already verifying the same (user,
+ *         password, row) - two workers, or two sessions, asking at once run
+ *         argon2id once - or queue a new job for the KDF threads
+ *         -> a KDF thread runs argon2id, fills the shared cache on a match,
+ *            and hands the result to every waiter's loop (uv_async)
+ *         -> back on each loop: re-read the row by id, decide
  *   -> otherwise: factor count -> PASSTHROUGH or REFUSED
+ *
+ * The KDF threads are mfagate's own, not libuv's pool: there are at most
+ * cores - 1 of them (at least one), at the lowest priority with a short
+ * time slice, so that argon2id never takes the last core from the loops
+ * and a loop that wakes up never waits behind it; and nothing else queues
+ * behind argon2id either.
  *   Every outcome goes through the ready queue and a uv timer, so the
  *   callback never runs inside auth_check; a growing delay after
  *   cfg->fail_delay_after consecutive failures uses the same queue.
@@ -34,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -48,7 +60,10 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#define AUTH_KDF_NICE 10              /* pool threads running argon2id */
+#define AUTH_KDF_NICE 19              /* the KDF threads' nice value */
+#define AUTH_KDF_SLICE_NS 100000      /* and their time slice (see auth_kdf_thread_sched) */
+#define AUTH_KDF_THREADS_MAX 4        /* KDF threads: min(this, cores - 1), at least 1 */
+#define AUTH_KDF_QUEUE_MAX 512        /* distinct verifications waiting; beyond: tempfail */
 #define AUTH_LAST_USE_GRAIN_S 60       /* last use is recorded to the minute */
 #define AUTH_FLUSH_MS 1000          /* batched bookkeeping is written this often */
 #define AUTH_WATCH_MS 2000          /* revocation watch tick */
@@ -58,15 +73,16 @@
 #define AUTH_DELAY_MAX_MS 8000
 
 enum auth_pending_state {
-    PENDING_KDF,       /* its work item is on the thread pool */
+    PENDING_KDF,       /* waiting for a KDF job (or its result to be taken) */
     PENDING_READY,     /* its outcome waits in the ready queue */
 };
 
+struct auth_kdf_job;
+
 struct auth_pending {
-    struct auth_ctx *ctx;              /* NULL once the context is gone */
+    struct auth_ctx *ctx;
     struct auth_pending *prev, *next;  /* ctx->kdf or ctx->ready */
     enum auth_pending_state state;
-    int cancelled;
     auth_done_cb cb;
     void *arg;
     enum config_proto proto;
@@ -76,21 +92,59 @@ struct auth_pending {
     uint64_t due_ms;                   /* PENDING_READY: deliver at (uv_now) */
     char pw[APPPW_LEN + 1];            /* normalized app password; wiped */
     unsigned char cache_key[32];       /* HMAC(keys.cache, user ":" pw) */
-
-    /* The KDF job.  The pool thread reads only these copies. */
-    uv_work_t work;
-    unsigned char pepper[KEYS_LEN];
-    char hash[APPPW_HASH_MAX];
-    int64_t cand_id;
-    int kdf_result;
+    int64_t cand_id;                   /* the row the KDF checks against */
+    char hash[APPPW_HASH_MAX];         /* its hash, as read before the KDF */
     int record_use;                    /* last use worth writing (see auth_decide_row) */
+
+    /* Under the shared lock while state is PENDING_KDF. */
+    struct auth_kdf_job *job;          /* the job it waits for; NULL once done */
+    struct auth_pending *wnext;        /* the job's waiters, or ctx->kdf_done */
+    int kdf_result;                    /* apppw_verify's result, once done */
+};
+
+/*
+ * One argon2id run, shared by every check of the same (user, password, row)
+ * that arrives while it is queued or running.  Lives under the shared lock;
+ * the KDF thread reads its copies without it while running.
+ */
+struct auth_kdf_job {
+    struct auth_kdf_job *next;         /* the queue, then the running list */
+    int running;
+    unsigned char cache_key[32];
+    int64_t cand_id;
+    char hash[APPPW_HASH_MAX];
+    char pw[APPPW_LEN + 1];
+    unsigned char pepper[KEYS_LEN];
+    struct auth_pending *waiters;      /* singly linked through wnext */
 };
 
 struct auth_cache_entry {
     unsigned char key[32];
     int64_t apppw_id;
     unsigned char hash_digest[16];     /* SHA-256 prefix of the row's hash */
-    uint64_t expires_ms;               /* 0 = free slot */
+    uint64_t expires_ms;               /* util_now_ms; 0 = free slot */
+};
+
+/*
+ * What every worker's context shares: the verification cache (so that a
+ * user pays argon2id once per process, not once per worker) and the KDF
+ * threads with their queue.  Everything below `lock` is guarded by it.
+ */
+struct auth_shared {
+    const struct config *cfg;
+    uv_mutex_t lock;
+    uv_cond_t wake;                    /* a job was queued, or stopping */
+    uv_thread_t threads[AUTH_KDF_THREADS_MAX];
+    int nthreads;
+
+    struct auth_cache_entry *cache;    /* cache_sets sets of cache_ways entries */
+    size_t cache_sets;
+    size_t cache_ways;
+
+    struct auth_kdf_job *queue_head, *queue_tail;
+    struct auth_kdf_job *running;
+    int queued;
+    int stopping;
 };
 
 struct auth_ctx {
@@ -98,16 +152,15 @@ struct auth_ctx {
     const struct config *cfg;
     const struct keys *keys;
     struct store *store;
+    struct auth_shared *shared;
+    int own_shared;                    /* made by auth_ctx_new, freed with the context */
 
-    /* Verification cache: nsets sets of `ways` entries. */
-    struct auth_cache_entry *cache;
-    size_t cache_sets;
-    size_t cache_ways;
-
-    struct auth_pending *kdf;          /* in flight on the pool */
+    struct auth_pending *kdf;          /* PENDING_KDF checks of this context */
+    struct auth_pending *kdf_done;     /* under shared->lock: results to take */
     struct auth_pending *ready_head;   /* sorted by due_ms */
     struct auth_pending *ready_tail;
 
+    uv_async_t kdf_async;              /* a KDF thread finished one of ours */
     uv_timer_t ready_timer;
     uv_timer_t flush_timer;
     uv_timer_t watch_timer;
@@ -182,39 +235,50 @@ auth_hash_digest(const char *hash, unsigned char out[16])
     memcpy(out, md, 16);
 }
 
+/* Under sh->lock. */
 static struct auth_cache_entry *
-auth_cache_set(struct auth_ctx *ctx, const unsigned char key[32])
+auth_cache_set(struct auth_shared *sh, const unsigned char key[32])
 {
     uint64_t h;
 
     memcpy(&h, key, sizeof(h));
-    return &ctx->cache[(h % ctx->cache_sets) * ctx->cache_ways];
+    return &sh->cache[(h % sh->cache_sets) * sh->cache_ways];
 }
 
-static struct auth_cache_entry *
-auth_cache_lookup(struct auth_ctx *ctx, const unsigned char key[32], uint64_t now)
+/* Copies the live entry for key into *out; 1 if there was one.  Locks. */
+static int
+auth_cache_lookup(struct auth_shared *sh, const unsigned char key[32], uint64_t now,
+                  struct auth_cache_entry *out)
 {
     struct auth_cache_entry *set;
+    int found = 0;
 
-    if (ctx->cache == NULL)
-        return NULL;
-    set = auth_cache_set(ctx, key);
-    for (size_t i = 0; i < ctx->cache_ways; i++)
-        if (set[i].expires_ms > now && util_ct_equal(set[i].key, key, 32))
-            return &set[i];
-    return NULL;
+    if (sh->cache == NULL)
+        return 0;
+    uv_mutex_lock(&sh->lock);
+    set = auth_cache_set(sh, key);
+    for (size_t i = 0; i < sh->cache_ways; i++) {
+        if (set[i].expires_ms > now && util_ct_equal(set[i].key, key, 32)) {
+            *out = set[i];
+            found = 1;
+            break;
+        }
+    }
+    uv_mutex_unlock(&sh->lock);
+    return found;
 }
 
+/* Under sh->lock. */
 static void
-auth_cache_insert(struct auth_ctx *ctx, const unsigned char key[32], int64_t id,
+auth_cache_insert(struct auth_shared *sh, const unsigned char key[32], int64_t id,
                   const char *hash, uint64_t now)
 {
     struct auth_cache_entry *set, *slot = NULL;
 
-    if (ctx->cache == NULL)
+    if (sh->cache == NULL)
         return;
-    set = auth_cache_set(ctx, key);
-    for (size_t i = 0; i < ctx->cache_ways; i++) {
+    set = auth_cache_set(sh, key);
+    for (size_t i = 0; i < sh->cache_ways; i++) {
         struct auth_cache_entry *e = &set[i];
 
         if (e->expires_ms > now && util_ct_equal(e->key, key, 32)) {
@@ -229,13 +293,246 @@ auth_cache_insert(struct auth_ctx *ctx, const unsigned char key[32], int64_t id,
     memcpy(slot->key, key, 32);
     slot->apppw_id = id;
     auth_hash_digest(hash, slot->hash_digest);
-    slot->expires_ms = now + ctx->cfg->cache_ttl_ms;
+    slot->expires_ms = now + sh->cfg->cache_ttl_ms;
+}
+
+/* Forgets key's entry if it still names apppw_id.  Locks. */
+static void
+auth_cache_drop(struct auth_shared *sh, const unsigned char key[32], int64_t apppw_id)
+{
+    struct auth_cache_entry *set;
+
+    if (sh->cache == NULL)
+        return;
+    uv_mutex_lock(&sh->lock);
+    set = auth_cache_set(sh, key);
+    for (size_t i = 0; i < sh->cache_ways; i++)
+        if (set[i].apppw_id == apppw_id && util_ct_equal(set[i].key, key, 32))
+            OPENSSL_cleanse(&set[i], sizeof(set[i]));
+    uv_mutex_unlock(&sh->lock);
+}
+
+/* --- the KDF threads ---------------------------------------------------- */
+
+static void
+auth_job_free(struct auth_kdf_job *j)
+{
+    OPENSSL_cleanse(j, sizeof(*j));
+    free(j);
+}
+
+/* Under sh->lock: takes j off the queue (it has not started). */
+static void
+auth_job_unqueue(struct auth_shared *sh, struct auth_kdf_job *j)
+{
+    struct auth_kdf_job **pp = &sh->queue_head, *prev = NULL;
+
+    while (*pp != NULL && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = j->next;
+    if (sh->queue_tail == j)
+        sh->queue_tail = prev;
+    sh->queued--;
+}
+
+/* Under sh->lock: takes j off the running list. */
+static void
+auth_job_unrun(struct auth_shared *sh, struct auth_kdf_job *j)
+{
+    struct auth_kdf_job **pp = &sh->running;
+
+    while (*pp != NULL && *pp != j)
+        pp = &(*pp)->next;
+    if (*pp != NULL)
+        *pp = j->next;
+}
+
+/* Under sh->lock: a queued or running job for the same check, or NULL. */
+static struct auth_kdf_job *
+auth_job_find(struct auth_shared *sh, const struct auth_pending *p)
+{
+    struct auth_kdf_job *lists[2] = {sh->running, sh->queue_head};
+
+    for (int l = 0; l < 2; l++)
+        for (struct auth_kdf_job *j = lists[l]; j != NULL; j = j->next)
+            if (j->cand_id == p->cand_id && util_ct_equal(j->cache_key, p->cache_key, 32) &&
+                strcmp(j->hash, p->hash) == 0)
+                return j;
+    return NULL;
+}
+
+/* sched_setattr(2)'s argument (glibc has no wrapper). */
+struct auth_sched_attr {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+};
+
+/*
+ * A cold check (~20 ms of one core) must not delay the loops' warm logins.
+ * Lowest priority (nice 19) is not enough by itself: Linux's scheduler
+ * (EEVDF) lets the running thread finish its time slice (~3 ms) before a
+ * woken loop thread gets the core, and that slice showed in the warm
+ * logins' p99 (measured here: +75-400 % with nice 10).  So the slice is
+ * also made short (0.1 ms; Linux >= 6.6 takes sched_runtime as the slice
+ * of a normal thread), and a loop that wakes up gets the core at once.
+ * Not SCHED_IDLE: it measured no better, and a thread cannot leave it
+ * again without privileges, so on a saturated server cold checks could
+ * starve for good.  Each call is the calling thread's own (Linux sets
+ * these per thread).
+ */
+static void
+auth_kdf_thread_sched(void)
+{
+    struct auth_sched_attr a;
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+
+    memset(&a, 0, sizeof(a));
+    a.size = sizeof(a);
+    a.sched_policy = SCHED_OTHER;
+    a.sched_nice = AUTH_KDF_NICE;
+    a.sched_runtime = AUTH_KDF_SLICE_NS;
+    if (syscall(SYS_sched_setattr, tid, &a, 0) == 0)
+        return;
+    /* An older kernel: the nice value alone. */
+    if (setpriority(PRIO_PROCESS, (id_t)tid, AUTH_KDF_NICE) != 0)
+        log_debug("auth event=kdf_nice_failed");
 }
 
 static void
-auth_cache_drop(struct auth_cache_entry *e)
+auth_kdf_thread(void *arg)
 {
-    OPENSSL_cleanse(e, sizeof(*e));
+    struct auth_shared *sh = arg;
+
+    auth_kdf_thread_sched();
+    uv_mutex_lock(&sh->lock);
+    for (;;) {
+        struct auth_kdf_job *j = sh->queue_head;
+        struct auth_pending *w, *wn;
+        int r;
+
+        if (sh->stopping)
+            break;
+        if (j == NULL) {
+            uv_cond_wait(&sh->wake, &sh->lock);
+            continue;
+        }
+        sh->queue_head = j->next;
+        if (sh->queue_head == NULL)
+            sh->queue_tail = NULL;
+        sh->queued--;
+        j->next = sh->running;
+        sh->running = j;
+        j->running = 1;
+        uv_mutex_unlock(&sh->lock);
+
+        r = apppw_verify(j->pepper, j->pw, j->hash);
+
+        uv_mutex_lock(&sh->lock);
+        auth_job_unrun(sh, j);
+        /* The waiters re-read the row before they decide, and so does
+         * every later cache hit: a revocation meanwhile still counts. */
+        if (r == 0)
+            auth_cache_insert(sh, j->cache_key, j->cand_id, j->hash, util_now_ms());
+        /* Each waiter's context stays open while it has waiters (its
+         * auth_ctx_free takes them off under this lock first). */
+        for (w = j->waiters; w != NULL; w = wn) {
+            struct auth_ctx *ctx = w->ctx;
+
+            wn = w->wnext;
+            w->job = NULL;
+            w->kdf_result = r;
+            w->wnext = ctx->kdf_done;
+            ctx->kdf_done = w;
+            uv_async_send(&ctx->kdf_async);
+        }
+        auth_job_free(j);
+    }
+    uv_mutex_unlock(&sh->lock);
+}
+
+int
+auth_shared_new(const struct config *cfg, struct auth_shared **out)
+{
+    struct auth_shared *sh;
+    unsigned cores = uv_available_parallelism();
+    int n;
+
+    *out = NULL;
+    sh = calloc(1, sizeof(*sh));
+    if (sh == NULL)
+        return UV_ENOMEM;
+    sh->cfg = cfg;
+    if (cfg->cache_entries > 0 && cfg->cache_ttl_ms > 0) {
+        sh->cache_ways = cfg->cache_entries < AUTH_CACHE_WAYS ? cfg->cache_entries
+                                                             : AUTH_CACHE_WAYS;
+        sh->cache_sets = cfg->cache_entries / sh->cache_ways;
+        sh->cache = calloc(sh->cache_sets * sh->cache_ways, sizeof(*sh->cache));
+        if (sh->cache == NULL)
+            goto fail_mem;
+    }
+    if (uv_mutex_init(&sh->lock) != 0)
+        goto fail_mem;
+    if (uv_cond_init(&sh->wake) != 0) {
+        uv_mutex_destroy(&sh->lock);
+        goto fail_mem;
+    }
+    /* Leave one core to the loops; one thread at least. */
+    n = cores > 1 ? (int)cores - 1 : 1;
+    if (n > AUTH_KDF_THREADS_MAX)
+        n = AUTH_KDF_THREADS_MAX;
+    for (int i = 0; i < n; i++) {
+        if (uv_thread_create(&sh->threads[i], auth_kdf_thread, sh) != 0)
+            break;
+        sh->nthreads++;
+    }
+    if (sh->nthreads == 0) {
+        auth_shared_free(sh);
+        return UV_EAGAIN;
+    }
+    *out = sh;
+    return 0;
+
+fail_mem:
+    free(sh->cache);
+    free(sh);
+    return UV_ENOMEM;
+}
+
+void
+auth_shared_free(struct auth_shared *sh)
+{
+    struct auth_kdf_job *j, *next;
+
+    if (sh == NULL)
+        return;
+    uv_mutex_lock(&sh->lock);
+    sh->stopping = 1;
+    uv_cond_broadcast(&sh->wake);
+    uv_mutex_unlock(&sh->lock);
+    for (int i = 0; i < sh->nthreads; i++)
+        uv_thread_join(&sh->threads[i]);
+    /* Every context is gone, so no job has waiters left. */
+    for (j = sh->queue_head; j != NULL; j = next) {
+        next = j->next;
+        auth_job_free(j);
+    }
+    uv_cond_destroy(&sh->wake);
+    uv_mutex_destroy(&sh->lock);
+    if (sh->cache != NULL) {
+        OPENSSL_cleanse(sh->cache, sh->cache_sets * sh->cache_ways * sizeof(*sh->cache));
+        free(sh->cache);
+    }
+    free(sh);
 }
 
 /* --- delivering outcomes ------------------------------------------------ */
@@ -437,51 +734,24 @@ auth_try_factor(struct auth_pending *p)
         auth_finish(p, AUTH_REFUSED, "factor");
 }
 
-/* On a pool thread: only the pending's own copies are read. */
+/* The async handle keeps the loop alive only while checks wait for a KDF. */
 static void
-auth_kdf_work(uv_work_t *req)
+auth_kdf_ref(struct auth_ctx *ctx)
 {
-    struct auth_pending *p = container_of(req, struct auth_pending, work);
-    /*
-     * A cold check (~20 ms of one core) must not delay the loops' warm
-     * logins: the pool thread that runs it is niced once (Linux nices
-     * threads one by one).  Not SCHED_IDLE, which could starve cold checks
-     * for good on a busy server.  The only mutable static here, and it is
-     * per thread.
-     */
-    static _Thread_local int niced;
-
-    if (!niced) {
-        niced = 1;
-        if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AUTH_KDF_NICE) != 0)
-            log_debug("auth event=kdf_nice_failed");
-    }
-    p->kdf_result = apppw_verify(p->pepper, p->pw, p->hash);
+    if (ctx->kdf != NULL)
+        uv_ref((uv_handle_t *)&ctx->kdf_async);
+    else
+        uv_unref((uv_handle_t *)&ctx->kdf_async);
 }
 
+/* A KDF result is back on the loop: the row decides, as on a cache hit. */
 static void
-auth_kdf_done(uv_work_t *req, int status)
+auth_kdf_done(struct auth_pending *p)
 {
-    struct auth_pending *p = container_of(req, struct auth_pending, work);
     struct auth_ctx *ctx = p->ctx;
     struct store_apppw row;
     int r;
 
-    OPENSSL_cleanse(p->pepper, sizeof(p->pepper));
-    if (ctx == NULL) {
-        /* The context went away meanwhile (auth_ctx_free). */
-        auth_pending_free(p);
-        return;
-    }
-    auth_list_unlink(&ctx->kdf, NULL, p);
-    if (p->cancelled) {
-        auth_pending_free(p);
-        return;
-    }
-    if (status != 0) {
-        auth_finish(p, AUTH_TEMPFAIL, "kdf_cancelled");
-        return;
-    }
     if (p->kdf_result == APPPW_MISMATCH) {
         auth_try_factor(p);
         return;
@@ -501,8 +771,96 @@ auth_kdf_done(uv_work_t *req, int status)
         auth_try_factor(p);
         return;
     }
-    auth_cache_insert(ctx, p->cache_key, row.id, row.hash, uv_now(ctx->loop));
     auth_decide_row(p, &row);
+}
+
+static void
+auth_kdf_async_cb(uv_async_t *h)
+{
+    struct auth_ctx *ctx = container_of(h, struct auth_ctx, kdf_async);
+    struct auth_pending *done, *p, *rev = NULL;
+
+    uv_mutex_lock(&ctx->shared->lock);
+    done = ctx->kdf_done;
+    ctx->kdf_done = NULL;
+    uv_mutex_unlock(&ctx->shared->lock);
+    /* The list was pushed newest first: decide in arrival order. */
+    while (done != NULL) {
+        p = done;
+        done = p->wnext;
+        p->wnext = rev;
+        rev = p;
+    }
+    while ((p = rev) != NULL) {
+        rev = p->wnext;
+        p->wnext = NULL;
+        auth_list_unlink(&ctx->kdf, NULL, p);
+        auth_kdf_done(p);
+    }
+    auth_kdf_ref(ctx);
+}
+
+/*
+ * Under the shared lock: waits for the job already verifying the same
+ * check, or queues a new one.  0, or a reason word for a tempfail.
+ */
+static const char *
+auth_kdf_enqueue(struct auth_pending *p)
+{
+    struct auth_ctx *ctx = p->ctx;
+    struct auth_shared *sh = ctx->shared;
+    struct auth_kdf_job *j;
+
+    j = auth_job_find(sh, p);
+    if (j != NULL) {
+        ctx->stats.kdf_merged++;
+    } else {
+        if (sh->queued >= AUTH_KDF_QUEUE_MAX)
+            return "kdf_busy";
+        j = calloc(1, sizeof(*j));
+        if (j == NULL)
+            return "memory";
+        memcpy(j->cache_key, p->cache_key, sizeof(j->cache_key));
+        j->cand_id = p->cand_id;
+        util_strlcpy(j->hash, p->hash, sizeof(j->hash));
+        util_strlcpy(j->pw, p->pw, sizeof(j->pw));
+        memcpy(j->pepper, ctx->keys->pepper, sizeof(j->pepper));
+        if (sh->queue_tail != NULL)
+            sh->queue_tail->next = j;
+        else
+            sh->queue_head = j;
+        sh->queue_tail = j;
+        sh->queued++;
+        uv_cond_signal(&sh->wake);
+        ctx->stats.kdf_runs++;
+    }
+    p->job = j;
+    p->wnext = j->waiters;
+    j->waiters = p;
+    return NULL;
+}
+
+/* Under the shared lock: p no longer waits (cancelled, or its context goes). */
+static void
+auth_kdf_leave(struct auth_pending *p)
+{
+    struct auth_shared *sh = p->ctx->shared;
+    struct auth_pending **pp;
+    struct auth_kdf_job *j = p->job;
+
+    pp = j != NULL ? &j->waiters : &p->ctx->kdf_done;
+    while (*pp != NULL && *pp != p)
+        pp = &(*pp)->wnext;
+    if (*pp != NULL)
+        *pp = p->wnext;
+    p->wnext = NULL;
+    p->job = NULL;
+    /* Nobody else waits and it has not started: it need not run at all.
+     * (A running job finishes and still fills the cache.) */
+    if (j != NULL && j->waiters == NULL && !j->running) {
+        auth_job_unqueue(sh, j);
+        auth_job_free(j);
+    }
 }
 
 /* The password has the shape of an app password. */
@@ -510,21 +868,21 @@ static void
 auth_try_apppw(struct auth_pending *p)
 {
     struct auth_ctx *ctx = p->ctx;
-    struct auth_cache_entry *e;
+    struct auth_cache_entry e;
     struct store_apppw row;
     char locator[APPPW_LOCATOR_LEN + 1];
     unsigned char digest[16];
+    const char *why;
     int r;
 
     if (apppw_mac(ctx->keys->cache, p->outcome.user, p->pw, p->cache_key) != 0) {
         auth_finish(p, AUTH_TEMPFAIL, "crypto");
         return;
     }
-    e = auth_cache_lookup(ctx, p->cache_key, uv_now(ctx->loop));
-    if (e != NULL) {
+    if (auth_cache_lookup(ctx->shared, p->cache_key, util_now_ms(), &e)) {
         /* A hit skips the KDF, never the row: revocation, expiry and scope
          * changes made by any process count at once. */
-        r = store_apppw_get(ctx->store, e->apppw_id, &row);
+        r = store_apppw_get(ctx->store, e.apppw_id, &row);
         if (r == STORE_ERR) {
             auth_finish(p, AUTH_TEMPFAIL, "store");
             return;
@@ -532,13 +890,15 @@ auth_try_apppw(struct auth_pending *p)
         if (r == STORE_OK) {
             auth_hash_digest(row.hash, digest);
             if (strcmp(row.user, p->outcome.user) == 0 &&
-                util_ct_equal(digest, e->hash_digest, sizeof(digest))) {
+                util_ct_equal(digest, e.hash_digest, sizeof(digest))) {
                 ctx->stats.cache_hits++;
+                OPENSSL_cleanse(&e, sizeof(e));
                 auth_decide_row(p, &row);
                 return;
             }
         }
-        auth_cache_drop(e);
+        auth_cache_drop(ctx->shared, p->cache_key, e.apppw_id);
+        OPENSSL_cleanse(&e, sizeof(e));
     }
     if (apppw_locator(ctx->keys->locator, p->outcome.user, p->pw, locator) != 0) {
         auth_finish(p, AUTH_TEMPFAIL, "crypto");
@@ -556,20 +916,21 @@ auth_try_apppw(struct auth_pending *p)
     /* One candidate, one KDF run.  (Creation keeps locators unique per
      * user, so the newest row with this locator is the only one.) */
     p->cand_id = row.id;
-    memcpy(p->pepper, ctx->keys->pepper, sizeof(p->pepper));
     util_strlcpy(p->hash, row.hash, sizeof(p->hash));
-    p->state = PENDING_KDF;
-    if (uv_queue_work(ctx->loop, &p->work, auth_kdf_work, auth_kdf_done) != 0) {
-        OPENSSL_cleanse(p->pepper, sizeof(p->pepper));
-        auth_finish(p, AUTH_TEMPFAIL, "queue");
+    uv_mutex_lock(&ctx->shared->lock);
+    why = auth_kdf_enqueue(p);
+    uv_mutex_unlock(&ctx->shared->lock);
+    if (why != NULL) {
+        auth_finish(p, AUTH_TEMPFAIL, why);
         return;
     }
-    ctx->stats.kdf_runs++;
+    p->state = PENDING_KDF;
     p->prev = NULL;
     p->next = ctx->kdf;
     if (ctx->kdf)
         ctx->kdf->prev = p;
     ctx->kdf = p;
+    auth_kdf_ref(ctx);
 }
 
 /* The delay before answering a user with `failures` consecutive failures. */
@@ -640,10 +1001,14 @@ auth_cancel(struct auth_pending *p)
         return;
     ctx = p->ctx;
     if (p->state == PENDING_KDF) {
-        /* The work item finishes (or is cancelled before it starts) and
-         * auth_kdf_done frees it without calling back. */
-        p->cancelled = 1;
-        uv_cancel((uv_req_t *)&p->work);
+        /* Off the job (which then runs only if others still wait) or off
+         * the list of results not yet taken; then nothing refers to it. */
+        uv_mutex_lock(&ctx->shared->lock);
+        auth_kdf_leave(p);
+        uv_mutex_unlock(&ctx->shared->lock);
+        auth_list_unlink(&ctx->kdf, NULL, p);
+        auth_pending_free(p);
+        auth_kdf_ref(ctx);
         return;
     }
     auth_list_unlink(&ctx->ready_head, &ctx->ready_tail, p);
@@ -817,7 +1182,7 @@ auth_live_remove(struct auth_ctx *ctx, struct auth_live *node)
 
 int
 auth_ctx_new(uv_loop_t *loop, const struct config *cfg, const struct keys *keys,
-             struct auth_ctx **out)
+             struct auth_shared *shared, struct auth_ctx **out)
 {
     struct auth_ctx *ctx;
     char path[4096];
@@ -830,18 +1195,19 @@ auth_ctx_new(uv_loop_t *loop, const struct config *cfg, const struct keys *keys,
     ctx->cfg = cfg;
     ctx->keys = keys;
     ctx->live.prev = ctx->live.next = &ctx->live;
-    if (cfg->cache_entries > 0 && cfg->cache_ttl_ms > 0) {
-        ctx->cache_ways = cfg->cache_entries < AUTH_CACHE_WAYS ? cfg->cache_entries
-                                                               : AUTH_CACHE_WAYS;
-        ctx->cache_sets = cfg->cache_entries / ctx->cache_ways;
-        ctx->cache = calloc(ctx->cache_sets * ctx->cache_ways, sizeof(*ctx->cache));
-        if (ctx->cache == NULL)
+    if (shared == NULL) {
+        if (auth_shared_new(cfg, &shared) != 0)
             goto fail;
+        ctx->own_shared = 1;
     }
+    ctx->shared = shared;
     if (store_path(cfg->state_dir, path, sizeof(path)) != STORE_OK ||
         store_open(path, &ctx->store) != STORE_OK ||
         store_data_version(ctx->store, &ctx->data_version) != STORE_OK)
         goto fail;
+    if (uv_async_init(loop, &ctx->kdf_async, auth_kdf_async_cb) != 0)
+        goto fail;
+    uv_unref((uv_handle_t *)&ctx->kdf_async);
     uv_timer_init(loop, &ctx->ready_timer);
     uv_timer_init(loop, &ctx->flush_timer);
     uv_timer_init(loop, &ctx->watch_timer);
@@ -855,7 +1221,8 @@ auth_ctx_new(uv_loop_t *loop, const struct config *cfg, const struct keys *keys,
 
 fail:
     store_close(ctx->store);
-    free(ctx->cache);
+    if (ctx->own_shared)
+        auth_shared_free(ctx->shared);
     free(ctx);
     return -1;
 }
@@ -880,15 +1247,21 @@ auth_ctx_free(struct auth_ctx *ctx)
         return;
     if (store_batch_flush(ctx->store) != STORE_OK)
         log_warn("auth event=flush_failed pending=%zu at=exit", store_batch_pending(ctx->store));
-    /* Checks still on the pool free themselves when their work completes;
-     * the loop must run until then (uv_run drains them). */
+    /* Checks waiting for a KDF leave their jobs under the shared lock:
+     * after this, no KDF thread refers to this context. */
+    uv_mutex_lock(&ctx->shared->lock);
+    for (p = ctx->kdf; p != NULL; p = p->next)
+        auth_kdf_leave(p);
+    uv_mutex_unlock(&ctx->shared->lock);
     for (p = ctx->kdf; p != NULL; p = next) {
         next = p->next;
-        p->ctx = NULL;
-        p->prev = p->next = NULL;
-        uv_cancel((uv_req_t *)&p->work);
+        auth_pending_free(p);
     }
     ctx->kdf = NULL;
+    if (ctx->own_shared) {
+        auth_shared_free(ctx->shared);
+        ctx->shared = NULL;
+    }
     /* Outcomes not yet delivered are dropped: their sessions are going
      * away with the worker. */
     for (p = ctx->ready_head; p != NULL; p = next) {
@@ -900,13 +1273,10 @@ auth_ctx_free(struct auth_ctx *ctx)
         auth_live_unlink(ctx->live.next);
     store_close(ctx->store);
     ctx->store = NULL;
-    if (ctx->cache != NULL) {
-        OPENSSL_cleanse(ctx->cache, ctx->cache_sets * ctx->cache_ways * sizeof(*ctx->cache));
-        free(ctx->cache);
-        ctx->cache = NULL;
-    }
-    ctx->closing = 3;
+    ctx->closing = 4;
+    ctx->kdf_async.data = ctx;
     ctx->ready_timer.data = ctx->flush_timer.data = ctx->watch_timer.data = ctx;
+    uv_close((uv_handle_t *)&ctx->kdf_async, auth_ctx_close_cb);
     uv_close((uv_handle_t *)&ctx->ready_timer, auth_ctx_close_cb);
     uv_close((uv_handle_t *)&ctx->flush_timer, auth_ctx_close_cb);
     uv_close((uv_handle_t *)&ctx->watch_timer, auth_ctx_close_cb);

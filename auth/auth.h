@@ -2,9 +2,10 @@
  * auth.h - the auth decision: the one entry point proxy/ (and later web/)
  * asks "may this user in, and how?".
  *
- * One auth_ctx per worker (it owns that worker's store connection, its
- * verification cache and its batched bookkeeping) and used only on that
- * worker's loop thread.  The decision, in order (DESIGN.md 2.3):
+ * One auth_ctx per worker (it owns that worker's store connection and its
+ * batched bookkeeping) and used only on that worker's loop thread; one
+ * auth_shared per process (the verification cache and the KDF threads,
+ * behind a mutex), shared by the workers' contexts.  The decision, in order (DESIGN.md 2.3):
  *   1. failure counter: a user over the lockout threshold is refused;
  *   2. the password is one of the user's app passwords, its scope allows the
  *      protocol and it has not expired -> AUTH_APPPW (log in to the backend
@@ -12,7 +13,8 @@
  *   3. the user has no second factor -> AUTH_PASSTHROUGH (the backend decides
  *      with the client's own credentials);
  *   4. otherwise -> AUTH_REFUSED.
- * The KDF (argon2id) runs on the libuv thread pool, never on the loop.
+ * The KDF (argon2id) runs on auth's own few niced threads, never on the
+ * loop; checks of the same password that overlap share one KDF run.
  */
 #ifndef MFA_AUTH_H
 #define MFA_AUTH_H
@@ -24,6 +26,7 @@
 
 struct auth_ctx;
 struct auth_pending;
+struct auth_shared;
 struct keys;
 struct store;
 
@@ -48,12 +51,22 @@ struct auth_outcome {
 typedef void (*auth_done_cb)(void *arg, const struct auth_outcome *outcome);
 
 /*
+ * What the workers' contexts share: the verification cache (cfg's
+ * cache_entries and cache_ttl) and the KDF threads (min(4, cores - 1), at
+ * least one, niced).  Made once before the workers start, freed after the
+ * last context was freed (it joins the threads).  cfg is borrowed.
+ */
+int auth_shared_new(const struct config *cfg, struct auth_shared **out);
+void auth_shared_free(struct auth_shared *sh);
+
+/*
  * Creates a worker's context: opens its store connection (migrations were
- * applied by the main thread at start), its cache and its flush timer on
- * loop.  keys and cfg are borrowed and must outlive the context.
+ * applied by the main thread at start) and its timers on loop.  keys, cfg
+ * and shared are borrowed and must outlive the context; shared NULL makes
+ * the context its own (tests, single-loop tools), freed with it.
  */
 int auth_ctx_new(uv_loop_t *loop, const struct config *cfg, const struct keys *keys,
-                 struct auth_ctx **out);
+                 struct auth_shared *shared, struct auth_ctx **out);
 
 /* Flushes batched bookkeeping, closes the store and the handles.  The loop
  * must run once more afterwards for the handles to close. */
@@ -120,9 +133,12 @@ void auth_live_remove(struct auth_ctx *ctx, struct auth_live *node);
  *    reason=factor|lockout|apppw_scope|apppw_expired); auth_report() writes
  *    what the backend said (login_ok / login_fail, how=passthrough|apppw).
  *  - auth_ctx_free(): checks still pending are dropped without a callback
- *    (their handles must not be used again); work still on the thread pool
- *    frees itself, so run the loop until uv_run() returns before closing it.
- *    Live nodes still registered are unlinked.
+ *    (their handles must not be used again); a KDF job they waited for runs
+ *    on only if it had started or another context waits for it.  Run the
+ *    loop until uv_run() returns before closing it.  Live nodes still
+ *    registered are unlinked.
+ *  - More than 512 distinct verifications waiting for a KDF thread:
+ *    AUTH_TEMPFAIL (the client is told to try again later).
  */
 
 /*
@@ -136,7 +152,8 @@ int auth_init_state(const struct config *cfg, struct keys *keys, char *err, size
 /* Counters of one context, for /metrics and for tests. */
 struct auth_stats {
     uint64_t checks;         /* auth_check calls */
-    uint64_t kdf_runs;       /* argon2id verifications queued to the pool */
+    uint64_t kdf_runs;       /* argon2id verifications queued to the KDF threads */
+    uint64_t kdf_merged;     /* checks that joined a verification already queued */
     uint64_t cache_hits;     /* verification cache hits (no KDF) */
     uint64_t apppw_ok;
     uint64_t passthrough;

@@ -7,14 +7,17 @@ Sets up on loopback, in bench/results/work/run-*/:
   - a tuned Dovecot 2.3 (master user, login processes serving many clients,
     reused imap processes, auth cache, no failure delay/penalty, TLS 1.3 +
     X25519 with the bench certificate on its imaps port);
-  - mfa-fastback, a backend that accepts any login at once;
-  - mfagate twice (in front of Dovecot, in front of fastback), 2 workers;
+  - mfa-fastback three times (IMAP, POP3, SMTP), backends that accept any
+    login at once;
+  - mfagate twice (in front of Dovecot; in front of fastback, with POP3 and
+    SMTP too), 2 workers;
   - nginx's mail proxy (Debian nginx + libnginx-mod-mail), 2 workers, one
     server block per backend, auth_http answered by a static location of the
     same nginx (Auth-Status OK + Auth-Server/Auth-Port);
 
 then runs the scenarios of bench/README.md, target after target inside each
 cell (rotated from repeat to repeat), and writes bench/results/RESULTS.md
+(or --out DIR)
 (+ results.jsonl, + plots when gnuplot is there).  Every server started here
 is stopped on exit, whatever the exit.
 """
@@ -39,11 +42,11 @@ RESULTS = os.path.join(HERE, "results")
 # Fixed loopback ports in a quiet range; checked free before anything starts.
 PORTS = {
     "dovecot_imap": 30110, "dovecot_imaps": 30111,
-    "fastback": 30120,
+    "fastback": 30120, "fastback_pop3": 30121, "fastback_smtp": 30122,
     "mfa_d_imap": 30130, "mfa_d_imaps": 30131,
-    "mfa_f_imap": 30132, "mfa_f_imaps": 30133,
+    "mfa_f_imap": 30132, "mfa_f_imaps": 30133, "mfa_f_pop3": 30134, "mfa_f_smtp": 30135,
     "ngx_d_imap": 30140, "ngx_d_imaps": 30141,
-    "ngx_f_imap": 30142, "ngx_f_imaps": 30143,
+    "ngx_f_imap": 30142, "ngx_f_imaps": 30143, "ngx_f_pop3": 30144,
     "ngx_auth": 30149,
 }
 HOST = "127.0.0.1"
@@ -240,12 +243,15 @@ class Bench:
         wait_port(PORTS["dovecot_imaps"], p)
 
     def start_fastback(self):
-        p = Proc("fastback", [self.fastback_bin, str(PORTS["fastback"]), HOST],
-                 os.path.join(self.work, "fastback.log")).start()
-        self.procs["fastback"] = p
-        wait_port(PORTS["fastback"], p)
+        for name, proto in (("fastback", "imap"), ("fastback_pop3", "pop3"),
+                            ("fastback_smtp", "smtp")):
+            p = Proc(name, [self.fastback_bin, str(PORTS[name]), HOST, proto],
+                     os.path.join(self.work, name + ".log")).start()
+            self.procs[name] = p
+            wait_port(PORTS[name], p)
 
-    def mfagate_conf(self, name, backend_port, imap, imaps, state, cache_entries=10000):
+    def mfagate_conf(self, name, backend_port, imap, imaps, state, cache_entries=10000,
+                     more_listen="", more_backend=""):
         d = os.path.join(self.work, name)
         os.makedirs(d, exist_ok=True)
         conf = os.path.join(d, "mfagate.conf")
@@ -254,7 +260,8 @@ class Bench:
                                         key=self.key, host=HOST, imap=imap, imaps=imaps,
                                         backend=backend_port, master_pw=self.master_pw,
                                         cache_entries=cache_entries,
-                                        log_level=self.a.mfagate_log_level))
+                                        log_level=self.a.mfagate_log_level,
+                                        more_listen=more_listen, more_backend=more_backend))
         os.chmod(conf, 0o600)
         return conf
 
@@ -263,8 +270,15 @@ class Bench:
         self.mconf = {
             "mfa_d": self.mfagate_conf("mfa_d", PORTS["dovecot_imap"], PORTS["mfa_d_imap"],
                                        PORTS["mfa_d_imaps"], self.state),
-            "mfa_f": self.mfagate_conf("mfa_f", PORTS["fastback"], PORTS["mfa_f_imap"],
-                                       PORTS["mfa_f_imaps"], self.state + "-f"),
+            # The fastback instance also speaks POP3 and SMTP (scenario 7),
+            # to fastback's POP3 and SMTP modes.
+            "mfa_f": self.mfagate_conf(
+                "mfa_f", PORTS["fastback"], PORTS["mfa_f_imap"], PORTS["mfa_f_imaps"],
+                self.state + "-f",
+                more_listen="pop3 = %s:%d\nsmtp = %s:%d\n" % (
+                    HOST, PORTS["mfa_f_pop3"], HOST, PORTS["mfa_f_smtp"]),
+                more_backend="pop3 = %d\nsmtp = %d\nsmtp_inbound = %d\n" % (
+                    PORTS["fastback_pop3"], PORTS["fastback_smtp"], PORTS["fastback_smtp"])),
         }
         # App passwords: warm ones for u000..u063, cold ones for the rest.
         log("creating %d app passwords (argon2id each)" % NUSERS)
@@ -326,7 +340,8 @@ class Bench:
                            os.path.join(d, "error.log"), "-g", "daemon off;"],
                  os.path.join(d, "nginx.out")).start()
         self.procs["nginx"] = p
-        for k in ("ngx_d_imap", "ngx_d_imaps", "ngx_f_imap", "ngx_f_imaps", "ngx_auth"):
+        for k in ("ngx_d_imap", "ngx_d_imaps", "ngx_f_imap", "ngx_f_imaps", "ngx_f_pop3",
+                  "ngx_auth"):
             wait_port(PORTS[k], p)
 
     def stop_all(self):
@@ -337,9 +352,17 @@ class Bench:
 
     # -- running the generator -------------------------------------------------
 
-    def target(self, name, tls):
+    def target(self, name, tls, proto="imap"):
         """(port, watch list, users list) for a target name."""
-        implicit = tls != "plain"
+        implicit = tls == "implicit"
+        if proto == "pop3" and name == "nginx-fast":
+            return (PORTS["ngx_f_pop3"], [("proxy", "nginx"), ("backend", "fastback_pop3")],
+                    "account")
+        if proto in ("pop3", "smtp") and name == "mfagate-fast":
+            return (PORTS["mfa_f_" + proto], [("proxy", "mfa_f"), ("backend", "fastback_" + proto)],
+                    "app_warm")
+        if proto != "imap":
+            raise KeyError("%s/%s" % (name, proto))
         if name == "direct":
             return (PORTS["dovecot_imaps" if implicit else "dovecot_imap"],
                     [("dovecot", "dovecot")], "account")
@@ -358,9 +381,9 @@ class Bench:
         raise KeyError(name)
 
     def gen_argv(self, scen, cell, name, tls="plain", conc=1, duration=None, warmup=None,
-                 users=None, extra=()):
-        port, watches, ulist = self.target(name, tls)
-        argv = [self.loadgen, "--port", str(port), "--tls", tls,
+                 users=None, extra=(), proto="imap"):
+        port, watches, ulist = self.target(name, tls, proto)
+        argv = [self.loadgen, "--port", str(port), "--proto", proto, "--tls", tls,
                 "--concurrency", str(conc),
                 "--duration", str(duration if duration is not None else self.dur),
                 "--warmup", str(warmup if warmup is not None else self.warm),
@@ -480,11 +503,10 @@ class Bench:
                         self.start_nginx()
                     else:
                         self.start_mfagate("mfa_f")
-                    # One login per user first: mfagate's verification cache
-                    # warm (and the argon2id arenas it leaves behind already
-                    # in the baseline), so the ramp measures sessions only.
-                    # The cache is per worker and SO_REUSEPORT spreads
-                    # connections, so 16 passes: every user warm on both.
+                    # Logins first: mfagate's verification cache warm (and
+                    # what argon2id leaves behind already in the baseline),
+                    # and both proxies' heaps past their first-use growth,
+                    # so that the ramp measures sessions only.
                     self.run_gen("5-memory", "prime", name, rep, tls=tls, conc=4, duration=30,
                                  warmup=0, extra=["--count", str(16 * NWARM)])
                     time.sleep(0.3)
@@ -499,6 +521,18 @@ class Bench:
                 users = "big" if name == "mfagate" else "big_acct"
                 self.run_gen("6-relay", "%s-c2" % tls, name, rep, tls=tls, conc=2,
                              users=users, extra=["--mode", "fetch"])
+
+    def s7_protocols(self, rep):
+        # POP3 and SMTP logins (AUTH PLAIN, one round trip) in front of
+        # fastback, cleartext and with STARTTLS/STLS.  nginx cannot log in to
+        # an SMTP backend without XCLIENT trust of its own, so SMTP is
+        # mfagate alone (its CPU per login against its IMAP figure).
+        for proto, names in (("pop3", ["nginx-fast", "mfagate-fast"]),
+                             ("smtp", ["mfagate-fast"])):
+            for tls in ("plain", "starttls"):
+                for name in self.rotated(names, rep):
+                    self.run_gen("7-proto", "%s-%s-c16" % (proto, tls), name, rep, tls=tls,
+                                 conc=16, proto=proto)
 
     def openssl_speed(self):
         out = {}
@@ -549,10 +583,15 @@ class Bench:
         self.openssl_speed()
         only = set(self.a.only.split(",")) if self.a.only else None
         plan = [("1", self.s1_backend_bound), ("2", self.s2_proxy_bound),
-                ("3", self.s3_cold_warm), ("4", self.s4_tls), ("6", self.s6_relay)]
+                ("3", self.s3_cold_warm), ("4", self.s4_tls), ("6", self.s6_relay),
+                ("7", self.s7_protocols)]
         # Warm everything once (Dovecot's auth cache, its indexes, page cache).
-        for name in ("direct", "nginx", "mfagate"):
-            self.run_gen("0-prime", "plain-c4", name, 0, conc=4, duration=1.5, warmup=0)
+        for name in ("direct", "nginx", "mfagate", "nginx-fast", "mfagate-fast"):
+            # mfagate: each warm app password verified once (argon2id), so
+            # that no measured run pays for it.
+            once = name.startswith("mfagate")
+            self.run_gen("0-prime", "plain-c4", name, 0, conc=4, duration=30 if once else 1.5,
+                         warmup=0, extra=["--once"] if once else [])
         self.run_gen("0-prime", "fetch", "direct", 0, conc=1, duration=1, warmup=0,
                      users="big_acct", extra=["--mode", "fetch"])
         for rep in range(self.repeats):
@@ -793,6 +832,27 @@ class Report:
                 tls, self.f(vals[0]), self.f(vals[1]), self.f(vals[2]), self.ratio(vals[2], vals[1]),
                 self.f(cpu_per_gb("nginx"), "%.2f"), self.f(cpu_per_gb("mfagate"), "%.2f")))
         out.append("")
+        out.append("## 7. POP3 and SMTP logins in front of mfa-fastback (c=16)\n")
+        out.append("AUTH PLAIN with the initial response; `starttls`: STLS / STARTTLS first. "
+                   "SMTP: mfagate alone (nginx needs XCLIENT trust to log in to an SMTP "
+                   "backend).\n")
+        out.append("| proto | tls | nginx /s | mfagate /s | nginx CPU µs/login | "
+                   "mfagate CPU µs/login | CPU ratio | p99 nginx | p99 mfagate | errors |")
+        out.append("|---" * 10 + "|")
+        for proto in ("pop3", "smtp"):
+            for tls in ("plain", "starttls"):
+                cell = "%s-%s-c16" % (proto, tls)
+                cn = self.m("7-proto", cell, "nginx-fast", "cpu_us_per_login", "proxy")
+                cm = self.m("7-proto", cell, "mfagate-fast", "cpu_us_per_login", "proxy")
+                errs = sum(r["errors"] for r in self.rs if r["scenario"] == "7-proto"
+                           and r["cell"] == cell)
+                out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                    proto, tls, self.f(self.m("7-proto", cell, "nginx-fast", "rate")),
+                    self.f(self.m("7-proto", cell, "mfagate-fast", "rate")),
+                    self.f(cn, "%.0f"), self.f(cm, "%.0f"), self.ratio(cm, cn),
+                    self.f(self.m("7-proto", cell, "nginx-fast", "p99_ms"), "%.2f"),
+                    self.f(self.m("7-proto", cell, "mfagate-fast", "p99_ms"), "%.2f"), errs))
+        out.append("")
         out.append("Raw: every run's JSON line is in `results.jsonl` beside this file.\n")
         return "\n".join(out)
 
@@ -1000,11 +1060,11 @@ key = {key}
 [listen]
 imap = {host}:{imap}
 imaps = {host}:{imaps}
-
+{more_listen}
 [backend]
 host = {host}
 imap = {backend}
-imap_tls = no
+{more_backend}imap_tls = no
 master_user = mfagate
 master_password = {master_pw}
 forward_client_addr = yes
@@ -1053,6 +1113,12 @@ http {{
       add_header Auth-Port {fastback};
       return 204;
     }}
+    location = /fastback_pop3 {{
+      add_header Auth-Status OK;
+      add_header Auth-Server {host};
+      add_header Auth-Port {fastback_pop3};
+      return 204;
+    }}
   }}
 }}
 mail {{
@@ -1087,6 +1153,13 @@ mail {{
     listen {host}:{ngx_f_imaps} ssl;
     auth_http {host}:{ngx_auth}/fastback;
   }}
+  server {{
+    protocol pop3;
+    listen {host}:{ngx_f_pop3};
+    starttls on;
+    pop3_auth plain;
+    auth_http {host}:{ngx_auth}/fastback_pop3;
+  }}
 }}
 """
 
@@ -1112,7 +1185,10 @@ def main():
                     help="with --report-only: scenarios (e.g. 5-memory) taken from the last file only")
     ap.add_argument("--elapsed", type=float, default=0, help="with --report-only: minutes, for the header")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--out", default=RESULTS,
+                    help="where RESULTS.md, results.jsonl and the plots go (default: bench/results)")
     args = ap.parse_args()
+    out = args.out
 
     b = Bench(args)
     if args.report_only:
@@ -1133,18 +1209,18 @@ def main():
         b.elapsed = args.elapsed * 60
         with open(b.jsonl, "w") as f:
             f.write("".join(json.dumps(r) + "\n" for r in b.results))
-        b.jsonl = os.path.join(RESULTS, "results.jsonl.new")
+        b.jsonl = os.path.join(out, "results.jsonl.new")
         with open(b.jsonl, "w") as f:
             f.write("".join(json.dumps(r) + "\n" for r in b.results))
         args.serve = 0
         rep = Report(b)
         md = rep.markdown()
-        plots = rep.plots(RESULTS)
+        plots = rep.plots(out)
         if plots:
             md += "\nPlots: " + ", ".join("`%s`" % os.path.basename(p) for p in plots) + "\n"
-        with open(os.path.join(RESULTS, "RESULTS.md"), "w") as f:
+        with open(os.path.join(out, "RESULTS.md"), "w") as f:
             f.write(md)
-        os.replace(b.jsonl, os.path.join(RESULTS, "results.jsonl"))
+        os.replace(b.jsonl, os.path.join(out, "results.jsonl"))
         shutil.rmtree(b.work, ignore_errors=True)
         print(md)
         return
@@ -1167,14 +1243,14 @@ def main():
         return
     rep = Report(b)
     md = rep.markdown()
-    os.makedirs(RESULTS, exist_ok=True)
-    plots = rep.plots(RESULTS)
+    os.makedirs(out, exist_ok=True)
+    plots = rep.plots(out)
     if plots:
         md += "\nPlots: " + ", ".join("`%s`" % os.path.basename(p) for p in plots) + "\n"
-    path = os.path.join(RESULTS, "RESULTS.md")
+    path = os.path.join(out, "RESULTS.md")
     with open(path, "w") as f:
         f.write(md)
-    shutil.copy(b.jsonl, os.path.join(RESULTS, "results.jsonl"))
+    shutil.copy(b.jsonl, os.path.join(out, "results.jsonl"))
     print(md)
     log("wrote %s (work dir %s)" % (path, b.work))
 

@@ -1,10 +1,15 @@
 /*
- * fastback.c - mfa-fastback, a minimal fast IMAP backend for the benchmark.
+ * fastback.c - mfa-fastback, a minimal fast IMAP (or POP3, or SMTP) backend
+ * for the benchmark.
  *
- * It greets, accepts any login (LOGIN with quoted strings or literals, as
+ * IMAP: it greets, accepts any login (LOGIN with quoted strings or literals, as
  * nginx sends it; AUTHENTICATE PLAIN with SASL-IR or a continuation, as
  * mfagate sends it through its master user), answers ID, NOOP, CAPABILITY,
- * SELECT and LOGOUT, and says OK to anything else.  With it behind a proxy,
+ * SELECT and LOGOUT, and says OK to anything else.  POP3: +OK to
+ * everything (XCLIENT, AUTH PLAIN with an initial response, USER/PASS),
+ * QUIT closes.  SMTP: EHLO offers XCLIENT and AUTH PLAIN, XCLIENT answers
+ * with a new 220, AUTH with 235, QUIT closes, anything else is 250.
+ * With it behind a proxy,
  * the proxy's own ceiling shows instead of Dovecot's.  One thread, one loop,
  * a fixed small buffer per connection: many idle sessions cost it little.
  *
@@ -34,6 +39,10 @@ struct client {
     char line[FB_LINE_MAX];
 };
 
+enum fb_proto { FB_IMAP = 0, FB_POP3, FB_SMTP };
+
+/* Set once from argv before the loop runs. */
+static enum fb_proto fb_proto = FB_IMAP;
 static char readbuf[64 * 1024];
 static const char greeting[] =
     "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID AUTH=PLAIN AUTH=LOGIN] fastback ready\r\n";
@@ -104,10 +113,51 @@ reply(struct client *c, int close_after, const char *fmt, ...)
     }
 }
 
+/* One POP3 command line. */
+static void
+pop3_command(struct client *c, char *line)
+{
+    if (strncasecmp(line, "QUIT", 4) == 0)
+        reply(c, 1, "+OK bye\r\n");
+    else if (strncasecmp(line, "CAPA", 4) == 0)
+        reply(c, 0, "+OK\r\nUSER\r\nSASL PLAIN\r\nXCLIENT\r\n.\r\n");
+    else if (strncasecmp(line, "AUTH", 4) == 0 && strchr(line + 5, ' ') == NULL)
+        reply(c, 0, "+ \r\n"); /* no initial response: the next line is it */
+    else
+        reply(c, 0, "+OK done\r\n");
+}
+
+/* One SMTP command line. */
+static void
+smtp_command(struct client *c, char *line)
+{
+    if (strncasecmp(line, "EHLO", 4) == 0)
+        reply(c, 0, "250-fastback\r\n250-PIPELINING\r\n250-XCLIENT ADDR PORT HELO\r\n"
+                    "250-AUTH PLAIN\r\n250 8BITMIME\r\n");
+    else if (strncasecmp(line, "XCLIENT", 7) == 0)
+        reply(c, 0, "220 fastback ESMTP\r\n");
+    else if (strncasecmp(line, "AUTH", 4) == 0)
+        reply(c, 0, "235 2.7.0 ok\r\n");
+    else if (strncasecmp(line, "QUIT", 4) == 0)
+        reply(c, 1, "221 2.0.0 bye\r\n");
+    else if (strncasecmp(line, "DATA", 4) == 0)
+        reply(c, 0, "354 go ahead\r\n");
+    else
+        reply(c, 0, "250 2.0.0 ok\r\n");
+}
+
 /* One complete command line (literals already folded in). */
 static void
 command(struct client *c, char *line)
 {
+    if (fb_proto == FB_POP3) {
+        pop3_command(c, line);
+        return;
+    }
+    if (fb_proto == FB_SMTP) {
+        smtp_command(c, line);
+        return;
+    }
     char *tag = line, *cmd, *sp;
 
     if (c->want_sasl) {
@@ -232,7 +282,7 @@ on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             if (l > 0 && c->line[l - 1] == '\r')
                 l--;
             c->line[l] = '\0';
-            n = literal_len(c->line, l, &plus);
+            n = fb_proto == FB_IMAP ? literal_len(c->line, l, &plus) : 0;
             if (n > 0 && n < sizeof(c->line) - l - 2) {
                 /* Keep the line; the literal's bytes join it, then the rest. */
                 c->len = l;
@@ -263,7 +313,12 @@ on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    reply(c, 0, "%s", greeting);
+    if (fb_proto == FB_POP3)
+        reply(c, 0, "+OK fastback ready\r\n");
+    else if (fb_proto == FB_SMTP)
+        reply(c, 0, "220 fastback ESMTP\r\n");
+    else
+        reply(c, 0, "%s", greeting);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -284,8 +339,14 @@ main(int argc, char **argv)
     int port = argc > 1 ? atoi(argv[1]) : 0;
     int r;
 
+    if (argc > 3 && strcmp(argv[3], "pop3") == 0)
+        fb_proto = FB_POP3;
+    else if (argc > 3 && strcmp(argv[3], "smtp") == 0)
+        fb_proto = FB_SMTP;
+    else if (argc > 3 && strcmp(argv[3], "imap") != 0)
+        port = 0;
     if (port <= 0) {
-        fprintf(stderr, "usage: mfa-fastback PORT [ADDRESS]\n");
+        fprintf(stderr, "usage: mfa-fastback PORT [ADDRESS [imap|pop3|smtp]]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);

@@ -1,12 +1,14 @@
 /*
  * loadgen.c - mfa-loadgen, the benchmark's load generator (bench/README.md).
  *
- * One libuv loop drives many client sessions against one mail server (IMAP
- * now; the protocol steps live in one table-like function per protocol, so
- * POP3 and SMTP slot in beside imap_line()).  Each session: TCP connect
- * (TCP_NODELAY), optional TLS (implicit or STARTTLS, TLS 1.3 + X25519,
- * optional session resumption), greeting, login, then per mode: LOGOUT
- * (login), stay (idle), or SELECT + FETCH in a loop (fetch).
+ * One libuv loop drives many client sessions against one mail server: IMAP,
+ * POP3 or SMTP, one line function per protocol (imap_line, pop3_line,
+ * smtp_line).  Each session: TCP connect (TCP_NODELAY), optional TLS
+ * (implicit or STARTTLS/STLS, TLS 1.3 + X25519, optional session
+ * resumption), greeting, [SMTP: EHLO], login (IMAP LOGIN; POP3 and SMTP
+ * AUTH PLAIN with the initial response: one round trip each), then per
+ * mode: LOGOUT/QUIT (login), stay (idle), or, IMAP only, SELECT + FETCH in
+ * a loop (fetch).
  *
  * Load is closed-loop (--concurrency sessions, each starts the next when it
  * ends) or open-loop (--rate: login i is due at t0 + i/rate; its latency is
@@ -36,6 +38,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -48,6 +51,7 @@
 
 enum lg_tls { LG_TLS_PLAIN = 0, LG_TLS_IMPLICIT, LG_TLS_STARTTLS };
 enum lg_mode { LG_MODE_LOGIN = 0, LG_MODE_IDLE, LG_MODE_FETCH };
+enum lg_proto { LG_IMAP = 0, LG_POP3, LG_SMTP };
 enum lg_kind { LG_KIND_APP = 0, LG_KIND_ACCOUNT, LG_KIND_WRONG };
 
 /* Where a session is; also the second half of an error's name. */
@@ -55,6 +59,7 @@ enum lg_state {
     ST_CONNECT = 0,
     ST_TLS,
     ST_GREETING,
+    ST_EHLO,
     ST_STARTTLS,
     ST_LOGIN,
     ST_LOGOUT,
@@ -64,7 +69,8 @@ enum lg_state {
     ST_COUNT
 };
 static const char *const state_names[ST_COUNT] = {
-    "connect", "tls", "greeting", "starttls", "login", "logout", "hold", "select", "fetch",
+    "connect", "tls", "greeting", "ehlo", "starttls", "login", "logout", "hold", "select",
+    "fetch",
 };
 
 /* What went wrong; counted per (kind, state). */
@@ -100,6 +106,7 @@ struct opts {
     const char *host;
     int port;
     const char *proto;
+    enum lg_proto p;
     enum lg_tls tls;
     int resume;
     int concurrency;
@@ -677,6 +684,224 @@ imap_line(struct session *s, const char *line, size_t len)
     }
 }
 
+/* SASL PLAIN initial response: base64("\0" user "\0" pass). */
+static size_t
+sasl_plain(char *out, size_t cap, const char *user, const char *pass)
+{
+    unsigned char raw[1200];
+    size_t ul = strlen(user), pl = strlen(pass), n = ul + pl + 2;
+
+    if (n > sizeof(raw) || cap < 4 * ((n + 2) / 3) + 1)
+        return 0;
+    raw[0] = '\0';
+    memcpy(raw + 1, user, ul);
+    raw[1 + ul] = '\0';
+    memcpy(raw + 2 + ul, pass, pl);
+    return (size_t)EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
+}
+
+/* POP3 AUTH PLAIN or SMTP AUTH PLAIN, with the initial response: one round trip. */
+static void
+auth_plain_send(struct session *s)
+{
+    char b64[1700], cmd[1800];
+    int n;
+
+    if (sasl_plain(b64, sizeof(b64), s->cred->user, s->cred->pass) == 0) {
+        session_fail(s, E_PROTO);
+        return;
+    }
+    n = snprintf(cmd, sizeof(cmd), "AUTH PLAIN %s\r\n", b64);
+    set_state(s, ST_LOGIN);
+    if (send_text(s, cmd, (size_t)n) != 0)
+        session_fail(s, E_EOF);
+}
+
+/* After login in a protocol without FETCH: log out, or hold. */
+static int
+login_done_simple(struct session *s, const char *quit)
+{
+    login_succeeded(s);
+    if (G.o.mode == LG_MODE_IDLE) {
+        set_state(s, ST_HOLD);
+        G.held++;
+        maybe_finish();
+        return 0;
+    }
+    set_state(s, ST_LOGOUT);
+    if (send_text(s, quit, strlen(quit)) != 0) {
+        session_end(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* A refusal: expected for a wrong password, else an error. */
+static int
+login_refused(struct session *s)
+{
+    if (s->cred->kind == LG_KIND_WRONG) {
+        if (s->recording)
+            G.st.refused_expected++;
+        session_end(s);
+        return -1;
+    }
+    session_fail(s, E_REFUSED);
+    return -1;
+}
+
+/* One POP3 server line: greeting, [STLS], AUTH PLAIN, QUIT. */
+static int
+pop3_line(struct session *s, const char *line, size_t len)
+{
+    int ok = len >= 3 && strncmp(line, "+OK", 3) == 0;
+    int err = len >= 4 && strncmp(line, "-ERR", 4) == 0;
+
+    switch (s->state) {
+    case ST_GREETING:
+        if (!ok) {
+            session_fail(s, E_BAD);
+            return -1;
+        }
+        if (G.o.tls == LG_TLS_STARTTLS && !s->starttls_done) {
+            set_state(s, ST_STARTTLS);
+            if (send_text(s, "STLS\r\n", 6) != 0) {
+                session_fail(s, E_EOF);
+                return -1;
+            }
+            return 0;
+        }
+        auth_plain_send(s);
+        return 0;
+    case ST_STARTTLS:
+        if (!ok) {
+            session_fail(s, E_BAD);
+            return -1;
+        }
+        s->starttls_done = 1;
+        tls_begin(s);
+        return s->ssl == NULL ? -1 : 1;
+    case ST_LOGIN:
+        if (ok) {
+            if (s->cred->kind == LG_KIND_WRONG) {
+                session_fail(s, E_ACCEPTED);
+                return -1;
+            }
+            return login_done_simple(s, "QUIT\r\n");
+        }
+        if (err)
+            return login_refused(s);
+        session_fail(s, E_BAD);
+        return -1;
+    case ST_LOGOUT:
+        if (s->recording)
+            G.st.done_logouts++;
+        session_end(s);
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+/* One SMTP server line: 220 greeting, EHLO, [STARTTLS, EHLO], AUTH PLAIN, QUIT. */
+static int
+smtp_line(struct session *s, const char *line, size_t len)
+{
+    int code = len >= 3 && isdigit((unsigned char)line[0]) ? atoi(line) : 0;
+    int last = len == 3 || (len > 3 && line[3] == ' ');
+
+    if (!last)
+        return 0; /* a continuation line of a multi-line reply */
+    switch (s->state) {
+    case ST_GREETING:
+        if (code != 220) {
+            session_fail(s, E_BAD);
+            return -1;
+        }
+        set_state(s, ST_EHLO);
+        if (send_text(s, "EHLO loadgen.invalid\r\n", 22) != 0) {
+            session_fail(s, E_EOF);
+            return -1;
+        }
+        return 0;
+    case ST_EHLO:
+        if (code != 250) {
+            session_fail(s, E_BAD);
+            return -1;
+        }
+        if (G.o.tls == LG_TLS_STARTTLS && !s->starttls_done) {
+            set_state(s, ST_STARTTLS);
+            if (send_text(s, "STARTTLS\r\n", 10) != 0) {
+                session_fail(s, E_EOF);
+                return -1;
+            }
+            return 0;
+        }
+        auth_plain_send(s);
+        return 0;
+    case ST_STARTTLS:
+        if (code != 220) {
+            session_fail(s, E_BAD);
+            return -1;
+        }
+        s->starttls_done = 1;
+        tls_begin(s);
+        return s->ssl == NULL ? -1 : 1;
+    case ST_LOGIN:
+        if (code == 235) {
+            if (s->cred->kind == LG_KIND_WRONG) {
+                session_fail(s, E_ACCEPTED);
+                return -1;
+            }
+            return login_done_simple(s, "QUIT\r\n");
+        }
+        if (code == 535)
+            return login_refused(s);
+        session_fail(s, code >= 400 ? E_REFUSED : E_BAD);
+        return -1;
+    case ST_LOGOUT:
+        if (s->recording)
+            G.st.done_logouts++;
+        session_end(s);
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+/* What to send once a STARTTLS handshake is done. */
+static void
+after_starttls(struct session *s)
+{
+    switch (G.o.p) {
+    case LG_IMAP:
+        imap_send_login(s);
+        break;
+    case LG_POP3:
+        auth_plain_send(s);
+        break;
+    case LG_SMTP:
+        /* RFC 3207: the client forgets what it knew and says EHLO again. */
+        set_state(s, ST_EHLO);
+        if (send_text(s, "EHLO loadgen.invalid\r\n", 22) != 0)
+            session_fail(s, E_EOF);
+        break;
+    }
+}
+
+static int
+proto_line(struct session *s, const char *line, size_t len)
+{
+    switch (G.o.p) {
+    case LG_POP3:
+        return pop3_line(s, line, len);
+    case LG_SMTP:
+        return smtp_line(s, line, len);
+    default:
+        return imap_line(s, line, len);
+    }
+}
+
 /* A line ending in {N} announces N literal bytes that follow. */
 static size_t
 literal_len(const char *line, size_t len)
@@ -732,8 +957,8 @@ on_plain(struct session *s, const char *data, size_t len)
                 l--;
             s->line[l] = '\0';
             s->linelen = 0;
-            s->lit = literal_len(s->line, l);
-            r = imap_line(s, s->line, l);
+            s->lit = G.o.p == LG_IMAP ? literal_len(s->line, l) : 0;
+            r = proto_line(s, s->line, l);
             if (r != 0)
                 return; /* ended, or STARTTLS: nothing after it counts */
         }
@@ -761,7 +986,7 @@ tls_pump(struct session *s)
             return;
         }
         if (s->starttls_done)
-            imap_send_login(s);
+            after_starttls(s);
         else
             set_state(s, ST_GREETING);
     }
@@ -1098,7 +1323,7 @@ usage(void)
     fprintf(stderr,
             "usage: mfa-loadgen --port N [options]\n"
             "  --host A              server address (default 127.0.0.1)\n"
-            "  --proto imap          protocol (imap; pop3/smtp later)\n"
+            "  --proto imap          imap, pop3 (AUTH PLAIN) or smtp (EHLO, AUTH PLAIN)\n"
             "  --tls MODE            plain | implicit | starttls (default plain)\n"
             "  --resume              offer the last TLS session ticket (resumption)\n"
             "  --concurrency N       sessions in flight (default 1)\n"
@@ -1191,8 +1416,16 @@ parse_args(int argc, char **argv)
     }
     if (G.o.port <= 0 || G.o.concurrency <= 0 || G.ncreds == 0)
         usage();
-    if (strcmp(G.o.proto, "imap") != 0)
-        die("protocol %s: not yet (imap only)", G.o.proto);
+    if (strcmp(G.o.proto, "imap") == 0)
+        G.o.p = LG_IMAP;
+    else if (strcmp(G.o.proto, "pop3") == 0)
+        G.o.p = LG_POP3;
+    else if (strcmp(G.o.proto, "smtp") == 0)
+        G.o.p = LG_SMTP;
+    else
+        die("protocol %s: imap, pop3 or smtp", G.o.proto);
+    if (G.o.p != LG_IMAP && G.o.mode == LG_MODE_FETCH)
+        die("--mode fetch is IMAP only");
 }
 
 static void

@@ -4,7 +4,7 @@
 # side on loopback; see bench/README.md).
 #
 #   bash bench/run.sh --quick        # ~5 minutes, 1 repeat
-#   bash bench/run.sh                # ~20-25 minutes, 3 repeats, medians
+#   bash bench/run.sh                # ~24 minutes, 3 repeats, medians (scenarios 1-7)
 #   bash bench/run.sh --only 2,4     # some scenarios
 #
 # MFAGATE_BIN picks the mfagate binary (default: built here in build-bench/,

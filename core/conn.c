@@ -1,12 +1,15 @@
 /*
  * conn.c - see conn.h.  Owns a connection's socket handle, its SSL object
- * and memory BIOs, its write requests and its close lifecycle; owns no
+ * and its BIO, its write requests and its close lifecycle; owns no
  * protocol state and not the struct's memory.
  *
- * TLS runs over memory BIOs: ciphertext read from the socket is written into
- * rbio, SSL_read/SSL_do_handshake turn it into plaintext, and whatever the
- * engine wrote into wbio (handshake flights, records, alerts, tickets) is
- * moved into one uv_write at the end of each batch of SSL operations.
+ * TLS runs over one small BIO of our own (conn_bio_*), not over the socket:
+ * the engine reads the ciphertext straight from the loop's read buffer
+ * (c->tls_in, set for the duration of one pump), and what it writes
+ * (handshake flights, records, alerts, tickets) is appended to c->tls_out,
+ * a write request in the making, sent in one write at the end of each batch
+ * of SSL operations.  Unlike a pair of memory BIOs, this copies nothing
+ * twice and keeps no buffer while a connection is idle.
  *
  * Re-entrancy: every owner callback may close or abort the conn.  uv_close
  * defers its callback to the loop, so the struct stays valid until on_close;
@@ -15,6 +18,7 @@
 #include "core/conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -66,7 +70,10 @@ conn_init(uv_loop_t *loop, struct conn *c)
     int r;
 
     c->ssl = NULL;
-    c->rbio = c->wbio = NULL;
+    c->tls_in = NULL;
+    c->tls_in_len = 0;
+    c->tls_out = NULL;
+    c->tls_out_cap = 0;
     c->tls_done = NULL;
     c->connect_cb = NULL;
     c->pend = NULL;
@@ -93,11 +100,12 @@ conn_accept(uv_stream_t *server, struct conn *c)
 {
     int r;
 
+    /* TCP_NODELAY, recorded by conn_init, is applied by libuv as it opens
+     * the accepted socket: the greeting must not wait for a delayed ACK. */
     r = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (r < 0)
         return r;
-    /* Every socket: the greeting must not wait for the peer's delayed ACK. */
-    return uv_tcp_nodelay(&c->tcp, 1);
+    return 0;
 }
 
 static void
@@ -108,8 +116,6 @@ conn_on_connect(uv_connect_t *req, int status)
     c->flags &= ~CONN_F_CONNECTING;
     if (c->flags & CONN_F_CLOSING)
         return;
-    if (status == 0)
-        uv_tcp_nodelay(&c->tcp, 1);
     if (c->connect_cb != NULL)
         c->connect_cb(c, status);
 }
@@ -122,17 +128,23 @@ conn_connect(struct conn *c, const struct sockaddr *addr, conn_status_cb cb)
     if (c->flags & CONN_F_CLOSING)
         return UV_ECANCELED;
     c->connect_cb = cb;
+    /* The socket is made here, with the TCP_NODELAY conn_init recorded. */
     r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_on_connect);
     if (r < 0)
         return r;
     c->flags |= CONN_F_CONNECTING;
-    return 0;
+    /*
+     * Reading starts with the connect, so that the socket enters epoll once
+     * for both (libuv reports the connect first, reads only after it);
+     * starting it in cb would cost two more epoll_ctl calls.
+     */
+    return conn_read_start(c);
 }
 
 /*
  * One buffer per thread, which is one per loop: libuv calls alloc, read(2)
  * and the read callback back to back for one stream at a time, and conn.c
- * hands the bytes on (to the owner or to rbio) before returning, so idle
+ * hands the bytes on (to the owner or to the TLS engine) before returning, so idle
  * connections hold no read buffer at all.
  */
 static void
@@ -185,11 +197,116 @@ conn_report_error(struct conn *c, int status)
 size_t
 conn_write_queued(const struct conn *c)
 {
-    size_t n = c->tcp.write_queue_size + c->pend_len;
+    return c->tcp.write_queue_size + c->pend_len + (c->tls_out != NULL ? c->tls_out->len : 0);
+}
 
-    if (c->wbio != NULL)
-        n += BIO_ctrl_pending(c->wbio);
-    return n;
+/* --- the BIO between the engine and the socket ---------------------------- */
+
+/* Reads ciphertext from what the current pump was given. */
+static int
+conn_bio_read(BIO *b, char *out, int outl)
+{
+    struct conn *c = BIO_get_data(b);
+    size_t n;
+
+    BIO_clear_retry_flags(b);
+    if (c->tls_in_len == 0 || outl <= 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    n = c->tls_in_len < (size_t)outl ? c->tls_in_len : (size_t)outl;
+    memcpy(out, c->tls_in, n);
+    c->tls_in += n;
+    c->tls_in_len -= n;
+    return (int)n;
+}
+
+/* Appends ciphertext to the write being made; it never blocks. */
+static int
+conn_bio_write(BIO *b, const char *in, int inl)
+{
+    struct conn *c = BIO_get_data(b);
+    struct conn_wreq *w = c->tls_out;
+    size_t need;
+
+    BIO_clear_retry_flags(b);
+    if (inl <= 0)
+        return 0;
+    need = (w != NULL ? w->len : 0) + (size_t)inl;
+    if (w == NULL || need > c->tls_out_cap) {
+        size_t cap = c->tls_out_cap ? c->tls_out_cap : 1024;
+
+        while (cap < need)
+            cap *= 2;
+        w = realloc(w, sizeof(*w) + cap);
+        if (w == NULL)
+            return -1;    /* the old request is still in c->tls_out */
+        if (c->tls_out == NULL)
+            w->len = 0;
+        c->tls_out = w;
+        c->tls_out_cap = cap;
+    }
+    memcpy(w->data + w->len, in, (size_t)inl);
+    w->len += (size_t)inl;
+    return inl;
+}
+
+static long
+conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct conn *c = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:      /* the batch's end sends; nothing to do here */
+        return 1;
+    case BIO_CTRL_PENDING:    /* ciphertext not yet read by the engine */
+        return (long)c->tls_in_len;
+    case BIO_CTRL_WPENDING:   /* ciphertext not yet sent */
+        return c->tls_out != NULL ? (long)c->tls_out->len : 0;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *conn_bio_method;
+static uv_once_t conn_bio_once = UV_ONCE_INIT;
+
+/* Made once per process and never changed: shared by every thread. */
+static void
+conn_bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mfagate conn");
+
+    if (m != NULL && (!BIO_meth_set_write(m, conn_bio_write) ||
+                      !BIO_meth_set_read(m, conn_bio_read) ||
+                      !BIO_meth_set_ctrl(m, conn_bio_ctrl))) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    conn_bio_method = m;
+}
+
+static BIO *
+conn_bio_new(struct conn *c)
+{
+    BIO *b;
+
+    uv_once(&conn_bio_once, conn_bio_method_init);
+    if (conn_bio_method == NULL || (b = BIO_new(conn_bio_method)) == NULL)
+        return NULL;
+    BIO_set_data(b, c);
+    BIO_set_init(b, 1);
+    return b;
+}
+
+static void
+conn_tls_out_free(struct conn *c)
+{
+    free(c->tls_out);
+    c->tls_out = NULL;
+    c->tls_out_cap = 0;
 }
 
 void
@@ -219,11 +336,11 @@ conn_on_write(uv_write_t *req, int status)
     }
 }
 
-/* Queues w (len bytes filled in) on the socket; frees it on failure. */
+/* Queues w (len bytes filled in, from off on) on the socket; frees it on failure. */
 static int
-conn_wreq_send(struct conn *c, struct conn_wreq *w)
+conn_wreq_send(struct conn *c, struct conn_wreq *w, size_t off)
 {
-    uv_buf_t b = uv_buf_init(w->data, (unsigned int)w->len);
+    uv_buf_t b = uv_buf_init(w->data + off, (unsigned int)(w->len - off));
     int r;
 
     r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_on_write);
@@ -231,39 +348,84 @@ conn_wreq_send(struct conn *c, struct conn_wreq *w)
         free(w);
         return r;
     }
-    c->uv_writes++;
     return 0;
 }
 
 /*
- * Moves everything the TLS engine wrote into one uv_write, unless a batch is
- * running (depth > 0): then its end does it, so that a handshake flight, the
- * session tickets and the owner's first reply share one segment.
+ * What the kernel takes at once goes straight to it: no request, no copy,
+ * and none of the epoll_ctl call libuv 1.44 makes after every completed
+ * uv_write.  Returns the bytes written - 0 when the socket is full or a
+ * write is still queued (order must hold) - or a negative error when the
+ * connection is broken.
+ */
+static ssize_t
+conn_try_send(struct conn *c, const char *data, size_t len)
+{
+    uv_os_fd_t fd;
+    ssize_t n;
+
+    c->uv_writes++;
+    /*
+     * What uv_try_write does, with MSG_NOSIGNAL: a peer that reset the
+     * connection must not raise SIGPIPE, whether or not the program
+     * ignores it.
+     */
+    if (c->tcp.write_queue_size != 0 || (c->flags & CONN_F_CONNECTING) ||
+        uv_is_closing((uv_handle_t *)&c->tcp) || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    do
+        n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS ? 0 : -errno;
+}
+
+/* Sends a copy of data: what the kernel does not take now is queued. */
+static int
+conn_send(struct conn *c, const char *data, size_t len)
+{
+    struct conn_wreq *w;
+    ssize_t done = conn_try_send(c, data, len);
+
+    if (done < 0)
+        return (int)done;
+    if ((size_t)done == len)
+        return 0;
+    w = malloc(sizeof(*w) + (len - (size_t)done));
+    if (w == NULL)
+        return UV_ENOMEM;
+    w->len = len - (size_t)done;
+    memcpy(w->data, data + done, w->len);
+    return conn_wreq_send(c, w, 0);
+}
+
+/*
+ * Sends everything the TLS engine wrote, in one write, unless a batch is
+ * running (depth > 0): then its end does it, so that a handshake flight,
+ * the session tickets and the owner's first reply share one segment.
  */
 static int
 conn_tls_flush(struct conn *c, int force)
 {
-    struct conn_wreq *w;
-    size_t n;
+    struct conn_wreq *w = c->tls_out;
+    ssize_t done;
 
-    if (c->wbio == NULL || (c->depth > 0 && !force))
+    if (w == NULL || w->len == 0 || (c->depth > 0 && !force))
         return 0;
-    n = BIO_ctrl_pending(c->wbio);
-    if (n == 0)
-        return 0;
+    /* The request goes to the socket (or away): the next write starts anew. */
+    c->tls_out = NULL;
+    c->tls_out_cap = 0;
     if (uv_is_closing((uv_handle_t *)&c->tcp)) {
-        (void)BIO_reset(c->wbio);
+        free(w);
         return UV_ECANCELED;
     }
-    w = malloc(sizeof(*w) + n);
-    if (w == NULL)
-        return UV_ENOMEM;
-    w->len = n;
-    if (BIO_read(c->wbio, w->data, (int)n) != (int)n) {
+    done = conn_try_send(c, w->data, w->len);
+    if (done < 0 || (size_t)done == w->len) {
         free(w);
-        return UV_EIO;
+        return done < 0 ? (int)done : 0;
     }
-    return conn_wreq_send(c, w);
+    return conn_wreq_send(c, w, (size_t)done);
 }
 
 /* Logs why OpenSSL failed, at info: a peer can cause it; never the data. */
@@ -282,7 +444,7 @@ conn_tls_log_failure(struct conn *c, const char *op, int ssl_err)
     ERR_clear_error();
 }
 
-/* Encrypts len bytes into wbio; 0 or UV_EPROTO. */
+/* Encrypts len bytes into c->tls_out; 0 or UV_EPROTO. */
 static int
 conn_tls_encrypt(struct conn *c, const void *data, size_t len)
 {
@@ -352,13 +514,7 @@ conn_write(struct conn *c, const void *data, size_t len)
                 r = conn_tls_flush(c, 0);
         }
     } else {
-        struct conn_wreq *w = malloc(sizeof(*w) + len);
-
-        if (w == NULL)
-            return UV_ENOMEM;
-        w->len = len;
-        memcpy(w->data, data, len);
-        r = conn_wreq_send(c, w);
+        r = conn_send(c, data, len);
     }
     if (r < 0)
         return r;
@@ -413,8 +569,8 @@ conn_tls_handshake(struct conn *c)
 }
 
 /*
- * Runs the engine over what rbio holds: the handshake first, then every
- * record that can be decrypted, each chunk handed to on_read.  Flushes wbio
+ * Runs the engine over c->tls_in: the handshake first, then every
+ * record that can be decrypted, each chunk handed to on_read.  Sends c->tls_out
  * once at the end (alerts included, so a refused peer learns why).
  */
 static void
@@ -422,7 +578,7 @@ conn_tls_pump(struct conn *c)
 {
     char plain[CONN_READ_BUF];
     size_t n;
-    int e;
+    int e, r;
 
     c->depth++;
     if ((c->flags & CONN_F_HANDSHAKING) && conn_tls_handshake(c) <= 0)
@@ -451,7 +607,10 @@ conn_tls_pump(struct conn *c)
     }
 out:
     c->depth--;
-    conn_tls_flush(c, 0);
+    r = conn_tls_flush(c, 0);
+    /* A broken connection found while sending: the owner decides. */
+    if (r < 0 && r != UV_ECANCELED)
+        conn_report_error(c, r);
 }
 
 static void
@@ -462,9 +621,19 @@ conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (c->flags & CONN_F_CLOSING) {
-        /* Lingering after our FIN: discard until the peer's EOF. */
-        if (nread < 0)
+        /*
+         * Closing: whatever the peer sends is discarded.  Once our FIN is
+         * out (the linger phase) its EOF ends the conn.  Before that, the
+         * shutdown still waits for our queued writes: remember the EOF and
+         * let conn_on_shutdown close (an error ends it at once: the
+         * writes would fail anyway).
+         */
+        if (nread == UV_EOF && !(c->flags & CONN_F_LINGER)) {
+            c->flags |= CONN_F_EOF;
+            c->flags &= ~CONN_F_READING;
+        } else if (nread < 0) {
             conn_close_handles(c);
+        }
         return;
     }
     if (nread < 0) {
@@ -495,12 +664,16 @@ conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
      */
     if (c->flags & (CONN_F_TLS_FAILED | CONN_F_TLS_EOF))
         return;
-    if (BIO_write(c->rbio, buf->base, (int)nread) != (int)nread) {
-        c->flags |= CONN_F_TLS_FAILED;
-        conn_report_error(c, UV_ENOMEM);
-        return;
-    }
+    /*
+     * The engine reads these bytes in place.  The pump runs until it
+     * wants more, so it takes them all, unless the conn failed or is
+     * closing, and then the rest does not matter.
+     */
+    c->tls_in = buf->base;
+    c->tls_in_len = (size_t)nread;
     conn_tls_pump(c);
+    c->tls_in = NULL;
+    c->tls_in_len = 0;
 }
 
 /* Is name an IP address literal (then it is no SNI host name)? */
@@ -517,7 +690,7 @@ conn_tls_start(struct conn *c, SSL_CTX *ctx, int server, const char *sni,
                SSL_SESSION *session, conn_status_cb done)
 {
     SSL *ssl = NULL;
-    BIO *rbio = NULL, *wbio = NULL;
+    BIO *bio = NULL;
     int r = UV_ENOMEM, e;
 
     if (c->flags & CONN_F_CLOSING)
@@ -526,12 +699,11 @@ conn_tls_start(struct conn *c, SSL_CTX *ctx, int server, const char *sni,
         return UV_EALREADY;
     ERR_clear_error();
     ssl = SSL_new(ctx);
-    rbio = BIO_new(BIO_s_mem());
-    wbio = BIO_new(BIO_s_mem());
-    if (ssl == NULL || rbio == NULL || wbio == NULL)
+    bio = conn_bio_new(c);
+    if (ssl == NULL || bio == NULL)
         goto fail;
-    SSL_set_bio(ssl, rbio, wbio); /* ssl owns both BIOs from here */
-    rbio = wbio = NULL;
+    SSL_set_bio(ssl, bio, bio); /* ssl owns the BIO (one reference) from here */
+    bio = NULL;
 
     if (server) {
         SSL_set_accept_state(ssl);
@@ -554,8 +726,6 @@ conn_tls_start(struct conn *c, SSL_CTX *ctx, int server, const char *sni,
     }
 
     c->ssl = ssl;
-    c->rbio = SSL_get_rbio(ssl);
-    c->wbio = SSL_get_wbio(ssl);
     c->tls_done = done;
     c->flags |= CONN_F_TLS | CONN_F_HANDSHAKING;
 
@@ -579,8 +749,7 @@ fail_proto:
     r = UV_EPROTO;
 fail:
     ERR_clear_error();
-    BIO_free(rbio);
-    BIO_free(wbio);
+    BIO_free(bio);
     SSL_free(ssl);
     return r;
 }
@@ -633,9 +802,9 @@ conn_on_handle_close(uv_handle_t *h)
         c = container_of((uv_timer_t *)h, struct conn, linger);
     if (--c->handles > 0)
         return;
-    SSL_free(c->ssl); /* and both BIOs */
+    SSL_free(c->ssl); /* and its BIO */
     c->ssl = NULL;
-    c->rbio = c->wbio = NULL;
+    conn_tls_out_free(c);
     conn_pend_free(c);
     if (c->on_close != NULL)
         c->on_close(c);
@@ -665,10 +834,8 @@ conn_on_linger_timeout(uv_timer_t *t)
  * discard until the peer's EOF, for a bounded time.
  */
 static void
-conn_on_shutdown(uv_shutdown_t *req, int status)
+conn_linger(struct conn *c, int status)
 {
-    struct conn *c = container_of(req, struct conn, shutdown_req);
-
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     if (status < 0 || (c->flags & CONN_F_EOF))
@@ -679,12 +846,22 @@ conn_on_shutdown(uv_shutdown_t *req, int status)
     c->flags |= CONN_F_LINGER;
     if (uv_timer_start(&c->linger, conn_on_linger_timeout, CONN_LINGER_MS, 0) < 0)
         goto close;
-    if (uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read) < 0)
-        goto close;
+    /* conn_close left reads on when they were (no epoll_ctl round trip). */
+    if (!(c->flags & CONN_F_READING)) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read) < 0)
+            goto close;
+        c->flags |= CONN_F_READING;
+    }
     return;
 
 close:
     conn_close_handles(c);
+}
+
+static void
+conn_on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_linger(container_of(req, struct conn, shutdown_req), status);
 }
 
 void
@@ -692,7 +869,12 @@ conn_close(struct conn *c)
 {
     if (c->flags & CONN_F_CLOSING)
         return;
-    conn_read_stop(c);
+    /*
+     * Reads stay on if they are: from here conn_on_read discards what
+     * arrives and watches for the peer's EOF, which the linger phase below
+     * waits for anyway.  Stopping and restarting them would cost epoll_ctl
+     * calls on every close.
+     */
     c->flags |= CONN_F_CLOSING;
     /* Plaintext for a handshake that will not finish cannot be sent. */
     conn_pend_free(c);
@@ -715,8 +897,24 @@ conn_close(struct conn *c)
         return;
     }
     /* A pending connect has nothing to flush; uv_close cancels it. */
-    if ((c->flags & CONN_F_CONNECTING) ||
-        uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) < 0)
+    if (c->flags & CONN_F_CONNECTING) {
+        conn_close_handles(c);
+        return;
+    }
+    /*
+     * Every byte is already in the kernel (the usual case: libuv writes at
+     * once when it can): our FIN goes now.  uv_shutdown would wait for the
+     * socket to be writable first, two epoll_ctl calls and a loop turn.
+     */
+    if (c->tcp.write_queue_size == 0) {
+        uv_os_fd_t fd;
+
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+            conn_linger(c, shutdown(fd, SHUT_WR) == 0 ? 0 : UV_EPIPE);
+            return;
+        }
+    }
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) < 0)
         conn_close_handles(c);
 }
 

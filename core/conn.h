@@ -1,5 +1,5 @@
 /*
- * conn.h - a TCP connection with optional TLS through OpenSSL memory BIOs.
+ * conn.h - a TCP connection with optional TLS through OpenSSL (over a BIO of its own).
  *
  * Owns the socket handle, the SSL object and its BIOs, the write queue and
  * the close lifecycle.  Does not own the memory of struct conn (its owner,
@@ -21,6 +21,7 @@
 #include <uv.h>
 
 struct conn;
+struct conn_wreq;
 
 typedef void (*conn_read_cb)(struct conn *c, const char *data, size_t len); /* plaintext bytes */
 typedef void (*conn_status_cb)(struct conn *c, int status); /* 0 or a negative UV error */
@@ -39,8 +40,11 @@ struct conn {
     void (*on_close)(struct conn *c); /* the handle is fully closed: the owner may free the memory now */
 
     /* private: only conn.c touches these. */
-    SSL *ssl;                 /* NULL until conn_tls_server/client */
-    BIO *rbio, *wbio;         /* ciphertext in / out, owned by ssl */
+    SSL *ssl;                 /* NULL until conn_tls_server/client; owns our BIO */
+    const char *tls_in;       /* ciphertext the engine may read now (during a pump) */
+    size_t tls_in_len;
+    struct conn_wreq *tls_out; /* ciphertext written by the engine, not yet sent */
+    size_t tls_out_cap;
     conn_status_cb tls_done;  /* handshake outcome */
     conn_status_cb connect_cb;
     uv_connect_t connect_req;
@@ -52,7 +56,7 @@ struct conn {
     unsigned flags;           /* CONN_F_* in conn.c */
     int handles;              /* handles open, on_close when it falls to 0 */
     int depth;                /* > 0 while conn.c runs a batch: flush once at its end */
-    uint64_t uv_writes;       /* uv_write calls made, for tests and stats */
+    uint64_t uv_writes;       /* writes to the socket started, for tests and stats */
 
     uint64_t bytes_in, bytes_out; /* plaintext counters */
 };
@@ -66,7 +70,11 @@ struct conn {
 int conn_init(uv_loop_t *loop, struct conn *c);
 /* uv_accept into c (conn_init'ed on the server's loop) + TCP_NODELAY. */
 int conn_accept(uv_stream_t *server, struct conn *c);
-/* Connects; cb(c, 0 or error) unless the conn is closed first.  + TCP_NODELAY. */
+/*
+ * Connects; cb(c, 0 or error) unless the conn is closed first.  +
+ * TCP_NODELAY.  Reading starts with the connect (on_read only ever after
+ * cb(c, 0)); conn_read_stop in cb if the owner does not want bytes yet.
+ */
 int conn_connect(struct conn *c, const struct sockaddr *addr, conn_status_cb cb);
 
 int conn_read_start(struct conn *c);
@@ -106,8 +114,10 @@ int conn_is_tls(const struct conn *c);
 SSL *conn_ssl(const struct conn *c);
 
 /*
- * Graceful: stop reading, send close_notify (TLS), let queued writes flush,
- * FIN, then read and discard until the peer's EOF (at most CONN_LINGER_MS,
+ * Graceful: stop delivering reads (what arrives is discarded), send
+ * close_notify (TLS), let queued writes flush, FIN (at once by close() if
+ * the peer's EOF was already read), else read and discard until the
+ * peer's EOF (at most CONN_LINGER_MS,
  * so that unread input does not turn our close into an RST that destroys
  * what we sent), then close.  on_close exactly once.  Idempotent.
  */

@@ -1,6 +1,6 @@
 /*
- * log.c - the logging sink.  Owns the output descriptor and the level; owns
- * nothing else.  See log.h.
+ * log.c - the logging sink.  Owns the output descriptor, the level and each
+ * thread's line buffer; owns nothing else.  See log.h.
  */
 #include "core/log.h"
 
@@ -11,11 +11,30 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * A buffered thread's pending lines.  At most PIPE_BUF bytes, so that one
+ * write(2) of whole lines stays atomic on a pipe (journald) as well as on
+ * an O_APPEND file: lines from different threads never interleave.
+ */
+#define LOG_BUF_MAX 4096
+
 /* Set once at start-up, before any worker thread exists, then only read. */
 static enum log_level log_min_level = LOG_INFO;
 static int log_fd = 2;
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
+
+/* Per thread: not shared, so no lock. */
+struct log_thread {
+    int buffered;
+    size_t len;
+    time_t stamp_sec;            /* the second stamp[] was made for */
+    char stamp[32];              /* "ts=YYYY-MM-DDTHH:MM:SS" */
+    size_t stamp_len;
+    char buf[LOG_BUF_MAX];
+};
+
+static _Thread_local struct log_thread log_thread;
 
 void
 log_init(enum log_level min_level, int fd)
@@ -33,12 +52,40 @@ log_level_parse(const char *name)
     return -1;
 }
 
+int
+log_enabled(enum log_level level)
+{
+    return level >= log_min_level;
+}
+
+void
+log_flush(void)
+{
+    struct log_thread *t = &log_thread;
+
+    if (t->len == 0)
+        return;
+    /* Nothing sensible to do if the log cannot be written. */
+    if (write(log_fd, t->buf, t->len) < 0) {
+        t->len = 0;
+        return;
+    }
+    t->len = 0;
+}
+
+void
+log_set_buffered(int on)
+{
+    log_flush();
+    log_thread.buffered = on;
+}
+
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
+    struct log_thread *t = &log_thread;
     char line[2048];
     struct timeval tv;
-    struct tm tm;
     size_t n;
     int r;
     va_list ap;
@@ -46,8 +93,16 @@ log_msg(enum log_level level, const char *fmt, ...)
     if (level < log_min_level)
         return;
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
+    /* The date part changes once a second: format it once a second. */
+    if (t->stamp_len == 0 || t->stamp_sec != tv.tv_sec) {
+        struct tm tm;
+
+        gmtime_r(&tv.tv_sec, &tm);
+        t->stamp_len = strftime(t->stamp, sizeof(t->stamp), "ts=%Y-%m-%dT%H:%M:%S", &tm);
+        t->stamp_sec = tv.tv_sec;
+    }
+    memcpy(line, t->stamp, t->stamp_len);
+    n = t->stamp_len;
     r = snprintf(line + n, sizeof(line) - n, ".%03dZ level=%s ", (int)(tv.tv_usec / 1000),
                  log_level_names[level]);
     if (r > 0)
@@ -62,7 +117,15 @@ log_msg(enum log_level level, const char *fmt, ...)
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2;
     line[n++] = '\n';
-    /* One write per line keeps lines whole across threads. */
-    if (write(log_fd, line, n) < 0)
+    if (!t->buffered || level >= LOG_WARN) {
+        /* Unbuffered, or worth seeing at once: after what came before. */
+        log_flush();
+        if (write(log_fd, line, n) < 0)
+            return;
         return;
+    }
+    if (t->len + n > sizeof(t->buf))
+        log_flush();
+    memcpy(t->buf + t->len, line, n);
+    t->len += n;
 }

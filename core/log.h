@@ -2,9 +2,12 @@
  * log.h - one line per event, key=value, to stderr (or a file).
  *
  * Every line starts with a timestamp and the level; the caller writes the
- * rest as key=value pairs, session id first.  A line is written with a single
- * write(2), so lines from different worker threads never interleave.  Never
- * pass a password, a code or a token to these functions.
+ * rest as key=value pairs, session id first.  Lines are written whole, by a
+ * single write(2) each, or - on a worker loop's thread, which buffers - a
+ * few whole lines (at most 4 KiB) at a time, once per loop iteration before
+ * the loop waits for I/O; warnings and errors are written at once.  Lines
+ * from different threads therefore never interleave.  Never pass a
+ * password, a code or a token to these functions.
  */
 #ifndef MFA_LOG_H
 #define MFA_LOG_H
@@ -18,6 +21,17 @@ enum log_level {
 
 /* Sets the lowest level written and the output descriptor (2 by default). */
 void log_init(enum log_level min_level, int fd);
+
+/*
+ * The calling thread keeps its lines (on) until log_flush(), a full buffer
+ * or a warning; off flushes.  For threads that run a loop and call
+ * log_flush() every iteration (core/worker.c).
+ */
+void log_set_buffered(int on);
+/* Writes the calling thread's kept lines. */
+void log_flush(void);
+/* Whether lines of this level are written at all (skip costly arguments). */
+int log_enabled(enum log_level level);
 
 /* Parses "debug", "info", "warn", "error"; returns -1 for anything else. */
 int log_level_parse(const char *name);

@@ -33,6 +33,7 @@
 struct main_shared {
     const struct config *cfg;
     const struct keys *keys;
+    struct auth_shared *auth;
     struct proxy_shared proxy;
     struct web_shared web;
 };
@@ -91,7 +92,7 @@ main_worker_init(struct worker *w)
         return UV_ENOMEM;
     mw->w = w;
     w->data = mw;
-    rc = auth_ctx_new(&w->loop, ms->cfg, ms->keys, &mw->auth);
+    rc = auth_ctx_new(&w->loop, ms->cfg, ms->keys, ms->auth, &mw->auth);
     if (rc != 0) {
         log_error("worker=%d event=auth_init_failed", w->id);
         return rc < 0 ? rc : -1;
@@ -333,6 +334,11 @@ main_serve(const struct config *cfg)
     main_chown_state(cfg);
     shared.cfg = cfg;
     shared.keys = &keys;
+    if (auth_shared_new(cfg, &shared.auth) != 0) {
+        fprintf(stderr, "mfagate: cannot start the KDF threads\n");
+        keys_wipe(&keys);
+        return 1;
+    }
     if (cfg->tls_cert[0] != '\0') {
         ms.tls = main_tls_slot(cfg, err, sizeof(err));
         if (ms.tls == NULL) {
@@ -392,6 +398,7 @@ out:
     free(ms.workers);
     web_shared_free(&shared.web);
     proxy_shared_free(&shared.proxy);
+    auth_shared_free(shared.auth);
     if (ms.tls != NULL) {
         tls_slot_free(ms.tls);
         free(ms.tls);

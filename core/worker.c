@@ -22,12 +22,21 @@ worker_async_cb(uv_async_t *h)
         w->hooks->abort(w);
 }
 
+/* Right before the loop waits for I/O: the lines of this iteration, in one write. */
+static void
+worker_log_flush_cb(uv_prepare_t *h)
+{
+    (void)h;
+    log_flush();
+}
+
 static void
 worker_main(void *arg)
 {
     struct worker *w = arg;
     int rc;
 
+    log_set_buffered(1);
     w->init_status = w->hooks->init(w);
     uv_sem_post(w->ready);
     if (w->init_status != 0) {
@@ -36,8 +45,13 @@ worker_main(void *arg)
         w->hooks->abort(w);
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (!uv_is_closing((uv_handle_t *)&w->log_flush)) {
+        uv_close((uv_handle_t *)&w->log_flush, NULL);
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+    }
     if (w->hooks->cleanup != NULL)
         w->hooks->cleanup(w);
+    log_set_buffered(0);
     rc = uv_loop_close(&w->loop);
     if (rc != 0)
         log_warn("worker=%d event=loop_close error=\"%s\"", w->id, uv_strerror(rc));
@@ -76,9 +90,16 @@ workers_start(struct worker *ws, int n, const struct worker_hooks *hooks, void *
                 uv_loop_close(&w->loop);
         }
         if (rc == 0) {
+            /* Never keeps the loop alive by itself. */
+            uv_prepare_init(&w->loop, &w->log_flush);
+            uv_prepare_start(&w->log_flush, worker_log_flush_cb);
+            uv_unref((uv_handle_t *)&w->log_flush);
+        }
+        if (rc == 0) {
             rc = uv_thread_create(&w->thread, worker_main, w);
             if (rc != 0) {
                 uv_close((uv_handle_t *)&w->async, NULL);
+                uv_close((uv_handle_t *)&w->log_flush, NULL);
                 uv_run(&w->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&w->loop);
             }
@@ -141,6 +162,8 @@ worker_release(struct worker *w)
     if (!w->released) {
         w->released = 1;
         uv_close((uv_handle_t *)&w->async, NULL);
+        if (!uv_is_closing((uv_handle_t *)&w->log_flush))
+            uv_close((uv_handle_t *)&w->log_flush, NULL);
     }
     uv_mutex_unlock(&w->lock);
 }

@@ -26,6 +26,12 @@
 
 #define SESSION_BBUF_MAX (64 * 1024)   /* one backend line during login */
 #define SESSION_PENDING_MAX (256 * 1024)
+/*
+ * During the login the client stays read (stopping and restarting the read
+ * watcher costs two or three epoll_ctl calls per login); what it pipelines
+ * is kept, and only past this much are its reads paused.
+ */
+#define SESSION_PENDING_PAUSE (16 * 1024)
 
 static void session_client_read(struct conn *c, const char *data, size_t len);
 static void session_relay_backend_read(struct conn *c, const char *data, size_t len);
@@ -248,6 +254,13 @@ session_client_error(struct conn *c, int status)
 {
     struct session *s = c->data;
 
+    if (status == UV_EOF && (s->state == SESSION_AUTH || s->state == SESSION_BACKEND)) {
+        /* A client may half-close right after its login command: the
+         * login still gets its answer, then the session ends (as it did
+         * when reads were paused during the login). */
+        s->client_eof = 1;
+        return;
+    }
     if (status != UV_EOF)
         log_info("session=%" PRIu64 " event=client_error error=\"%s\"", s->id,
                  uv_strerror(status));
@@ -382,8 +395,11 @@ session_client_read(struct conn *c, const char *data, size_t len)
         break;
     case SESSION_AUTH:
     case SESSION_BACKEND:
-        /* Reads are paused, but a decrypted TLS record may still hold bytes. */
+        /* Kept until the login is over; session_resume_preauth and
+         * session_relay_start resume reads if they were paused here. */
         session_keep_pending(s, data, len);
+        if (!s->closing && s->pending_len > SESSION_PENDING_PAUSE)
+            conn_read_stop(&s->client);
         break;
     case SESSION_RELAY:
         s->last_activity_ms = util_now_ms();
@@ -420,8 +436,12 @@ session_resume_preauth(struct session *s)
     if (kept_len > 0)
         s->proto->client_read(s, kept, kept_len);
     free(kept);
-    if (!s->closing && s->state == SESSION_PREAUTH)
-        conn_read_start(&s->client);
+    if (!s->closing && s->state == SESSION_PREAUTH) {
+        if (s->client_eof)
+            session_close(s);
+        else
+            conn_read_start(&s->client);
+    }
 }
 
 /* ---- the login ---- */
@@ -486,7 +506,6 @@ session_login(struct session *s, const char *user, size_t ulen, const char *pass
     s->login_started_ms = util_now_ms();
     s->how = AUTH_REFUSED;
     s->state = SESSION_AUTH;
-    conn_read_stop(&s->client);
     if (auth_normalize_user(s->pw->cfg, user, ulen, s->user) != 0 || plen == 0 ||
         plen >= sizeof(s->pass) || memchr(pass, '\0', plen) != NULL) {
         util_strlcpy(s->user, "-", sizeof(s->user));
@@ -777,7 +796,6 @@ session_inbound(struct session *s)
     s->inbound = 1;
     s->how = AUTH_PASSTHROUGH;
     s->login_started_ms = util_now_ms();
-    conn_read_stop(&s->client);
     session_backend_connect(s);
 }
 
@@ -899,7 +917,11 @@ session_relay_start(struct session *s)
         s->pending = NULL;
         s->pending_len = 0;
     }
-    if (!s->closing)
+    if (s->closing)
+        return;
+    if (s->client_eof)
+        session_close(s);
+    else
         conn_read_start(&s->client);
 }
 

@@ -120,6 +120,7 @@ struct session {
     int tls;                               /* the client side is encrypted */
     int inbound;                           /* SMTP without AUTH, relayed as it is */
     int client_paused;                     /* reads stopped for backpressure */
+    int client_eof;                        /* the client's EOF came during the login */
     int backend_paused;
 
     char addr[64];                         /* client address, for logs and the backend */

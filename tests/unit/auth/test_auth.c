@@ -45,7 +45,8 @@ setup(void **state)
     tu_config(&f->cfg, f->dir);
     if (auth_init_state(&f->cfg, &f->keys, err, sizeof(err)) != 0)
         return -1;
-    if (uv_loop_init(&f->loop) != 0 || auth_ctx_new(&f->loop, &f->cfg, &f->keys, &f->ctx) != 0)
+    if (uv_loop_init(&f->loop) != 0 ||
+        auth_ctx_new(&f->loop, &f->cfg, &f->keys, NULL, &f->ctx) != 0)
         return -1;
     f->st = tu_store(&f->cfg);
     if (f->st == NULL)
@@ -177,7 +178,7 @@ test_cache_disabled_runs_kdf_each_time(void **state)
     /* Same check as above with no cache: proves the counter is honest. */
     close_ctx(f);
     f->cfg.cache_entries = 0;
-    assert_int_equal(auth_ctx_new(&f->loop, &f->cfg, &f->keys, &f->ctx), 0);
+    assert_int_equal(auth_ctx_new(&f->loop, &f->cfg, &f->keys, NULL, &f->ctx), 0);
     assert_true(tu_add_apppw(f->st, &f->cfg, &f->keys, "alice", APPPW_SCOPE_ALL, 0, pw) > 0);
     assert_int_equal(check(f, CONFIG_PROTO_IMAP, "alice", pw).result, AUTH_APPPW);
     assert_int_equal(check(f, CONFIG_PROTO_IMAP, "alice", pw).result, AUTH_APPPW);
@@ -581,6 +582,141 @@ test_normalize_user(void **state)
     assert_int_equal(auth_normalize_user(&f->cfg, longname, AUTH_USER_MAX, out), -1);
 }
 
+/* Two checks of the same password at once share one argon2id run; a
+ * wrong password of the same user does not join it. */
+static void
+test_concurrent_checks_share_one_kdf(void **state)
+{
+    struct fx *f = *state;
+    char pw[APPPW_LEN + 1];
+    struct result r1 = {0}, r2 = {0}, r3 = {0};
+    struct auth_pending *h1, *h2, *h3;
+    int64_t id;
+
+    bind_factor(f, "alice");
+    /* A hash slow enough (tens of ms) that the checks below overlap it. */
+    f->cfg.argon2_memory_kib = 32768;
+    f->cfg.argon2_passes = 2;
+    id = tu_add_apppw(f->st, &f->cfg, &f->keys, "alice", APPPW_SCOPE_ALL, 0, pw);
+    assert_int_equal(auth_check(f->ctx, CONFIG_PROTO_IMAP, "alice", pw, ADDR, on_done, &r1, &h1),
+                     0);
+    assert_int_equal(auth_check(f->ctx, CONFIG_PROTO_POP3, "alice", pw, ADDR, on_done, &r2, &h2),
+                     0);
+    assert_int_equal(auth_check(f->ctx, CONFIG_PROTO_IMAP, "alice", pw, ADDR, on_done, &r3, &h3),
+                     0);
+    assert_int_equal(stats(f).kdf_runs, 1);
+    assert_int_equal(stats(f).kdf_merged, 2);
+    /* One waiter leaves: the others still get their answer. */
+    auth_cancel(h3);
+    while (r1.calls == 0 || r2.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r3.calls, 0);
+    assert_int_equal(r1.out.result, AUTH_APPPW);
+    assert_int_equal(r2.out.result, AUTH_APPPW);
+    assert_int_equal(r2.out.apppw_id, id);
+    /* And the result went into the cache. */
+    assert_int_equal(check(f, CONFIG_PROTO_IMAP, "alice", pw).result, AUTH_APPPW);
+    assert_int_equal(stats(f).cache_hits, 1);
+    assert_int_equal(stats(f).kdf_runs, 1);
+}
+
+/* Every waiter of a job cancels before it ran: nobody is called, and the
+ * context goes on working. */
+static void
+test_cancel_all_waiters(void **state)
+{
+    struct fx *f = *state;
+    char pw[APPPW_LEN + 1], pw2[APPPW_LEN + 1];
+    struct result r[4] = {{0}};
+    struct auth_pending *h[4];
+
+    assert_true(tu_add_apppw(f->st, &f->cfg, &f->keys, "alice", APPPW_SCOPE_ALL, 0, pw) > 0);
+    assert_true(tu_add_apppw(f->st, &f->cfg, &f->keys, "bob", APPPW_SCOPE_ALL, 0, pw2) > 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(auth_check(f->ctx, CONFIG_PROTO_IMAP, i % 2 ? "bob" : "alice",
+                                    i % 2 ? pw2 : pw, ADDR, on_done, &r[i], &h[i]),
+                         0);
+    assert_int_equal(stats(f).kdf_runs, 2);
+    for (int i = 3; i >= 0; i--)
+        auth_cancel(h[i]);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(r[i].calls, 0);
+    assert_int_equal(check(f, CONFIG_PROTO_IMAP, "bob", pw2).result, AUTH_APPPW);
+}
+
+/* Two workers' contexts share one cache and one set of KDF threads: a
+ * password verified by one is a hit for the other, and both asking at
+ * once run argon2id once. */
+static void
+test_shared_between_contexts(void **state)
+{
+    struct fx *f = *state;
+    char pw[APPPW_LEN + 1], pw2[APPPW_LEN + 1];
+    struct auth_shared *sh;
+    struct auth_ctx *a, *b;
+    uv_loop_t loop2;
+    struct result ra = {0}, rb = {0};
+    struct auth_pending *ha, *hb;
+    struct auth_stats sa, sb;
+
+    close_ctx(f);
+    assert_int_equal(auth_shared_new(&f->cfg, &sh), 0);
+    assert_int_equal(uv_loop_init(&loop2), 0);
+    assert_int_equal(auth_ctx_new(&f->loop, &f->cfg, &f->keys, sh, &a), 0);
+    assert_int_equal(auth_ctx_new(&loop2, &f->cfg, &f->keys, sh, &b), 0);
+    /* A hash slow enough (tens of ms) that the two checks overlap it. */
+    f->cfg.argon2_memory_kib = 32768;
+    f->cfg.argon2_passes = 2;
+    assert_true(tu_add_apppw(f->st, &f->cfg, &f->keys, "alice", APPPW_SCOPE_ALL, 0, pw) > 0);
+    assert_true(tu_add_apppw(f->st, &f->cfg, &f->keys, "bob", APPPW_SCOPE_ALL, 0, pw2) > 0);
+
+    /* At once, from both loops: one job, two answers. */
+    assert_int_equal(auth_check(a, CONFIG_PROTO_IMAP, "alice", pw, ADDR, on_done, &ra, &ha), 0);
+    assert_int_equal(auth_check(b, CONFIG_PROTO_IMAP, "alice", pw, ADDR, on_done, &rb, &hb), 0);
+    while (ra.calls == 0 || rb.calls == 0) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        uv_run(&loop2, UV_RUN_NOWAIT);
+        uv_sleep(1);
+    }
+    assert_int_equal(ra.out.result, AUTH_APPPW);
+    assert_int_equal(rb.out.result, AUTH_APPPW);
+    auth_ctx_stats(a, &sa);
+    auth_ctx_stats(b, &sb);
+    assert_int_equal(sa.kdf_runs + sb.kdf_runs, 1);
+    assert_int_equal(sa.kdf_merged + sb.kdf_merged, 1);
+
+    /* One after the other: the second is a cache hit. */
+    memset(&ra, 0, sizeof(ra));
+    memset(&rb, 0, sizeof(rb));
+    assert_int_equal(auth_check(a, CONFIG_PROTO_IMAP, "bob", pw2, ADDR, on_done, &ra, &ha), 0);
+    while (ra.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(auth_check(b, CONFIG_PROTO_IMAP, "bob", pw2, ADDR, on_done, &rb, &hb), 0);
+    while (rb.calls == 0)
+        uv_run(&loop2, UV_RUN_ONCE);
+    assert_int_equal(rb.out.result, AUTH_APPPW);
+    auth_ctx_stats(b, &sb);
+    assert_int_equal(sb.cache_hits, 1);
+
+    /* b goes away while a check of it waits for a KDF run. */
+    assert_true(tu_add_apppw(f->st, &f->cfg, &f->keys, "carol", APPPW_SCOPE_ALL, 0, pw) > 0);
+    memset(&rb, 0, sizeof(rb));
+    assert_int_equal(auth_check(b, CONFIG_PROTO_IMAP, "carol", pw, ADDR, on_done, &rb, &hb), 0);
+    auth_ctx_stats(b, &sb);
+    assert_int_equal(sb.kdf_runs, 1);
+    auth_ctx_free(b);
+    uv_run(&loop2, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop2), 0);
+    assert_int_equal(rb.calls, 0);
+    auth_ctx_free(a);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    auth_shared_free(sh);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -597,6 +733,9 @@ main(void)
         T(test_passthrough_creates_no_user),
         T(test_cancel_during_kdf),
         T(test_free_during_kdf),
+        T(test_concurrent_checks_share_one_kdf),
+        T(test_cancel_all_waiters),
+        T(test_shared_between_contexts),
         T(test_lockout),
         T(test_passthrough_failures_count),
         T(test_failure_delay),
