@@ -27,6 +27,7 @@ struct config_parse {
     char msg[512];                    /* the first error's text */
     int failed;
     char master_password_file[PATH_MAX];
+    char wechat_secret_file[PATH_MAX];
 };
 
 typedef int (*config_setter)(struct config_parse *cp, const char *value, void *field,
@@ -442,6 +443,190 @@ set_master_password_file(struct config_parse *cp, const char *v, void *field, si
     return set_path(cp, v, cp->master_password_file, sizeof(cp->master_password_file));
 }
 
+/* [wechat] appid: WeChat's AppID ("wx" and 16 hex digits), or "" for off. */
+static int
+set_wechat_appid(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    for (const char *p = v; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-') {
+            config_fail(cp, "expected an AppID of letters and digits (such as "
+                            "wx0123456789abcdef), got \"%s\"", v);
+            return -1;
+        }
+    }
+    return set_string(cp, v, field, size);
+}
+
+/* Something sent to WeChat as it is: no spaces, no control characters. */
+static int
+set_wechat_token_text(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '"' || *p == '\\') {
+            config_fail(cp, "the value holds a space, quote, backslash or control character");
+            return -1;
+        }
+    }
+    return set_string(cp, v, field, size);
+}
+
+static int
+set_wechat_secret_file(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    return set_path(cp, v, cp->wechat_secret_file, sizeof(cp->wechat_secret_file));
+}
+
+/* [wechat] api_base: an http:// or https:// URL of a host, no path. */
+static int
+set_wechat_api_base(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    size_t n = strlen(v), skip;
+    const char *host;
+
+    if (strncasecmp(v, "https://", 8) == 0)
+        skip = 8;
+    else if (strncasecmp(v, "http://", 7) == 0)
+        skip = 7;
+    else {
+        config_fail(cp, "expected an https:// (or http://) URL, got \"%s\"", v);
+        return -1;
+    }
+    host = v + skip;
+    while (n > skip && v[n - 1] == '/')
+        n--;    /* a trailing slash is dropped: paths are appended */
+    if (n == skip || *host == '/') {
+        config_fail(cp, "the api_base URL names no host");
+        return -1;
+    }
+    for (const char *p = v; p < v + n; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#' || *p == '@') {
+            config_fail(cp, "the api_base URL holds a space, control character, '?', '#' "
+                            "or '@'");
+            return -1;
+        }
+    }
+    if (n >= size) {
+        config_fail(cp, "value too long (at most %zu bytes)", size - 1);
+        return -1;
+    }
+    memcpy(field, v, n);
+    ((char *)field)[n] = '\0';
+    return 0;
+}
+
+static int
+set_wechat_qr(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    if (!strcasecmp(v, "wxacode"))
+        *(int *)field = CONFIG_WECHAT_QR_WXACODE;
+    else if (!strcasecmp(v, "link"))
+        *(int *)field = CONFIG_WECHAT_QR_LINK;
+    else {
+        config_fail(cp, "expected wxacode or link, got \"%s\"", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* A mini-program page: "pages/confirm/confirm", no leading '/', no query. */
+static int
+set_wechat_page(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    if (*v == '\0' || *v == '/') {
+        config_fail(cp, "expected a page path such as pages/confirm/confirm (no leading /), "
+                        "got \"%s\"", v);
+        return -1;
+    }
+    for (const char *p = v; *p; p++) {
+        if (!isalnum((unsigned char)*p) && strchr("/_-.", *p) == NULL) {
+            config_fail(cp, "the page may hold letters, digits, '/', '_', '-' and '.' "
+                            "only (parameters go in the scene), got \"%s\"", v);
+            return -1;
+        }
+    }
+    return set_string(cp, v, field, size);
+}
+
+static int
+set_wechat_env_version(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    if (strcmp(v, "release") != 0 && strcmp(v, "trial") != 0 && strcmp(v, "develop") != 0) {
+        config_fail(cp, "expected release, trial or develop, got \"%s\"", v);
+        return -1;
+    }
+    return set_string(cp, v, field, size);
+}
+
+/*
+ * [wechat] template_keys: the subscribe template's field names for the
+ * mailbox, the browser's address, the time and the number, in that order;
+ * "-" leaves one out.  A name is a WeChat field type and a number
+ * ("thing1", "character_string2", "time3", "number4").
+ */
+static int
+set_wechat_template_keys(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    char buf[256], *save = NULL, *tok;
+    int n = 0;
+
+    if (strlen(v) >= sizeof(buf) || strlen(v) >= size) {
+        config_fail(cp, "value too long");
+        return -1;
+    }
+    strcpy(buf, v);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const char *p = tok;
+
+        while (isspace((unsigned char)*p))
+            p++;
+        n++;
+        if (p[0] == '-' && (p[1] == '\0' || isspace((unsigned char)p[1])))
+            continue;
+        if (!islower((unsigned char)*p))
+            goto bad;
+        while (islower((unsigned char)*p) || *p == '_')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            goto bad;
+        while (isdigit((unsigned char)*p))
+            p++;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p != '\0')
+            goto bad;
+    }
+    if (n != 4)
+        goto bad;
+    /* Stored without spaces: "thing1,-,time3,number4". */
+    {
+        char *o = field;
+        for (const char *p = v; *p; p++)
+            if (!isspace((unsigned char)*p))
+                *o++ = *p;
+        *o = '\0';
+    }
+    return 0;
+bad:
+    config_fail(cp, "expected four template fields (mailbox, address, time, number) such "
+                    "as thing1,character_string2,time3,number4, \"-\" for none, got \"%s\"",
+                v);
+    return -1;
+}
+
+/* [wechat] timeout: a duration from 100ms to 2m (the browser waits on it). */
+static int
+set_wechat_timeout(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    uint64_t ms;
+
+    if (config_parse_duration(v, &ms) < 0 || ms < 100 || ms > 120000) {
+        config_fail(cp, "expected a duration from 100ms to 2m such as 5s, got \"%s\"", v);
+        return -1;
+    }
+    *(uint64_t *)field = ms;
+    return 0;
+}
+
 #define F(member) offsetof(struct config, member), sizeof(((struct config *)0)->member)
 #define L(i) offsetof(struct config, listeners) + (i) * sizeof(struct config_listener), 0
 
@@ -500,6 +685,17 @@ static const struct config_key config_keys[] = {
     {"web", "device_days", set_count, F(device_days)},
     {"web", "email_factor", set_email_factor, F(email_factor)},
     {"web", "recovery_wait", set_duration, F(recovery_wait_ms)},
+    {"wechat", "appid", set_wechat_appid, F(wechat_appid)},
+    {"wechat", "secret", set_wechat_token_text, F(wechat_secret)},
+    {"wechat", "secret_file", set_wechat_secret_file, 0, 0},
+    {"wechat", "api_base", set_wechat_api_base, F(wechat_api_base)},
+    {"wechat", "qr", set_wechat_qr, F(wechat_qr)},
+    {"wechat", "page", set_wechat_page, F(wechat_page)},
+    {"wechat", "env_version", set_wechat_env_version, F(wechat_env_version)},
+    {"wechat", "template_id", set_wechat_token_text, F(wechat_template_id)},
+    {"wechat", "template_keys", set_wechat_template_keys, F(wechat_template_keys)},
+    {"wechat", "timeout", set_wechat_timeout, F(wechat_timeout_ms)},
+    {"wechat", "ca", set_path, F(wechat_ca)},
 };
 
 #undef F
@@ -595,6 +791,16 @@ config_defaults(struct config *cfg)
     snprintf(cfg->mail_from, sizeof(cfg->mail_from), "mfagate@localhost");
     cfg->email_factor = CONFIG_EMAIL_SECOND_FACTOR;
     cfg->recovery_wait_ms = 24ULL * 3600 * 1000;
+    /* WeChat is off until [wechat] appid is set. */
+    snprintf(cfg->wechat_api_base, sizeof(cfg->wechat_api_base), "https://api.weixin.qq.com");
+    cfg->wechat_qr = CONFIG_WECHAT_QR_WXACODE;
+    snprintf(cfg->wechat_page, sizeof(cfg->wechat_page), "pages/confirm/confirm");
+    snprintf(cfg->wechat_env_version, sizeof(cfg->wechat_env_version), "release");
+    /* The mailbox and the address as character_string (32 characters of
+     * letters, digits and symbols: an address fits, where thing allows 20). */
+    snprintf(cfg->wechat_template_keys, sizeof(cfg->wechat_template_keys),
+             "character_string1,character_string2,time3,number4");
+    cfg->wechat_timeout_ms = 5000;
 }
 
 /* Reads the first line of a secret file, without its newline. */
@@ -660,6 +866,14 @@ config_load(const char *path, struct config *cfg, char *err, size_t errlen)
         return -1;
     }
 
+    if (cp.wechat_secret_file[0] != '\0' &&
+        config_read_secret(cp.wechat_secret_file, cfg->wechat_secret,
+                           sizeof(cfg->wechat_secret)) < 0) {
+        snprintf(err, errlen, "%s: [wechat] secret_file %s: cannot read a secret from it",
+                 path, cp.wechat_secret_file);
+        return -1;
+    }
+
     /* Checks that span keys. */
     for (int i = 0; i < CONFIG_L_COUNT; i++) {
         if (cfg->listeners[i].naddrs == 0)
@@ -686,6 +900,10 @@ config_load(const char *path, struct config *cfg, char *err, size_t errlen)
     /* Whether the certificate and key load is checked where they are used
      * (serve, check-config), so that the admin commands, which need neither,
      * also run for users who cannot read the key. */
+    if (cfg->wechat_appid[0] != '\0' && cfg->wechat_secret[0] == '\0') {
+        snprintf(err, errlen, "%s: [wechat] appid needs secret (or secret_file)", path);
+        return -1;
+    }
     if (cfg->argon2_memory_kib < 8 * cfg->argon2_lanes) {
         snprintf(err, errlen, "%s: [auth] argon2_memory_kib must be at least 8 per lane", path);
         return -1;

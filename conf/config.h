@@ -123,6 +123,23 @@ struct config {
     int device_days;                  /* how long "trust this device" lasts */
     int email_factor;                 /* enum config_email_factor */
     uint64_t recovery_wait_ms;        /* recovery: wait before a lost factor goes */
+
+    /* [wechat] (the mini program; web/wechat.c) */
+    char wechat_appid[64];            /* "" = WeChat off */
+    char wechat_secret[CONFIG_SECRET_MAX];  /* the AppSecret (or from secret_file) */
+    char wechat_api_base[512];        /* http(s)://host[:port], no trailing slash */
+    int wechat_qr;                    /* enum config_wechat_qr */
+    char wechat_page[128];            /* the page a mini-program code opens */
+    char wechat_env_version[16];      /* release | trial | develop */
+    char wechat_template_id[128];     /* subscribe message template; "" = no push */
+    char wechat_template_keys[256];   /* its fields for mailbox,addr,time,number */
+    uint64_t wechat_timeout_ms;       /* one call to WeChat, connect included */
+    char wechat_ca[PATH_MAX];         /* CA file for api_base; "" = system store */
+};
+
+enum config_wechat_qr {
+    CONFIG_WECHAT_QR_WXACODE = 0,     /* WeChat's mini-program code (getwxacodeunlimit) */
+    CONFIG_WECHAT_QR_LINK,            /* a plain QR of https://HOST/mp?scene=... */
 };
 
 enum config_email_factor {

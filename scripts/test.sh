@@ -5,6 +5,7 @@
 #
 #   1. scripts/setup.sh                          (Debian packages, idempotent)
 #      then node --test tests/miniprogram and pytest tests/test_phone_sim.py
+#      and tests/test_wechat_standin.py (the local WeChat API stand-in)
 #      (the mini program's logic and the phone simulator; no build needed)
 #   2. cmake configure + build
 #   3. ctest --test-dir DIR --output-on-failure   (C unit tests)
@@ -80,7 +81,7 @@ browser() {
 # The mini program's logic under node with a stand-in wx object, and the
 # phone simulator; neither needs a build.
 miniprogram() {
-  node --test tests/miniprogram/ && "$PY" -m pytest -q tests/test_phone_sim.py
+  node --test tests/miniprogram/ && "$PY" -m pytest -q tests/test_phone_sim.py tests/test_wechat_standin.py
 }
 
 one_pass() {  # one_pass LABEL DIR TYPE [cmake args...]

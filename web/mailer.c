@@ -1,18 +1,13 @@
 /*
  * mailer.c - SMTP with libcurl's multi interface on a uv loop (mailer.h).
  *
- * The pattern is curl's own multi-uv example: curl tells us which sockets
- * to watch (CURLMOPT_SOCKETFUNCTION -> a uv_poll per socket, its context
- * attached with curl_multi_assign) and when to call it back
- * (CURLMOPT_TIMERFUNCTION -> one uv_timer); both feed
- * curl_multi_socket_action, and finished transfers come out of
- * curl_multi_info_read.
+ * The loop glue (a uv_poll per socket, one uv_timer,
+ * curl_multi_socket_action, curl_multi_info_read) is web/curl_uv.c's, shared
+ * with web/wechat.c; this file builds the messages and owns the transfers.
  */
 #include "web/mailer.h"
 
-#include <pthread.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,34 +20,22 @@
 #include <openssl/rand.h>
 
 #include "core/log.h"
-
-#define MAILER_FDS_MAX 64
-
-/* A socket curl opened (and has not closed yet), and the transfer using it. */
-struct mailer_fd {
-    curl_socket_t fd;
-    CURL *easy;
-};
+#include "web/curl_uv.h"
 
 struct mailer {
     uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
-    int timer_open;
+    struct curl_uv *cu;           /* the multi handle on the loop */
     int closing;
     long timeout_ms;
     char relay[512];
     char from[MAILER_ADDR_MAX + 1];
     struct mailer_job *jobs;
     int njobs;
-    struct mailer_sock *socks;     /* the watched sockets */
-    struct mailer_fd fds[MAILER_FDS_MAX];
-    int nfds;
 };
 
 struct mailer_job {
     struct mailer *m;
-    CURL *easy;
+    struct curl_uv_xfer xfer;     /* xfer.easy: the transfer, NULL before it starts */
     struct curl_slist *rcpt;
     char *msg;
     size_t len, off;
@@ -61,23 +44,6 @@ struct mailer_job {
     char masked[MAILER_ADDR_MAX + 8];
     struct mailer_job *prev, *next;
 };
-
-/* One watched socket. */
-struct mailer_sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct mailer *m;
-    struct mailer_sock *prev, *next;
-};
-
-static pthread_once_t mailer_once = PTHREAD_ONCE_INIT;
-static int mailer_global_rc;
-
-static void
-mailer_global_init(void)
-{
-    mailer_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
-}
 
 /* --- addresses and the message ------------------------------------------ */
 
@@ -256,56 +222,12 @@ mailer_format(const char *from, const char *to, const char *subject, const char 
  * *blocking* (smtp_disconnect), for up to the transfer's timeout, whenever
  * it closes a connection it does not consider dead: on removing an
  * unfinished transfer, on evicting a cached connection, and in
- * curl_multi_cleanup.  So when a transfer ends, its sockets are shut down
- * first: that QUIT then fails at once, and the connection is closed
- * without a wait.  (The message has been accepted or given up on by then;
- * each message gets its own connection.)  Only sockets curl opened and has
- * not closed are touched (the open/close socket callbacks keep the list),
- * so a number reused by another thread is never shut down.
+ * curl_multi_cleanup.  So the curl_uv under the mailer shuts a transfer's
+ * sockets down when it ends (CURL_UV_SHUTDOWN_ON_END): that QUIT then fails
+ * at once, and the connection is closed without a wait.  (The message has
+ * been accepted or given up on by then; each message gets its own
+ * connection.)
  */
-static void
-mailer_fds_shutdown(struct mailer *m, CURL *easy)
-{
-    for (int i = 0; i < m->nfds; i++) {
-        if (easy == NULL || m->fds[i].easy == easy) {
-            shutdown(m->fds[i].fd, SHUT_RDWR);
-            m->fds[i].easy = NULL;
-        }
-    }
-}
-
-static curl_socket_t
-mailer_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    struct mailer_job *j = clientp;
-    struct mailer *m = j->m;
-    curl_socket_t fd;
-
-    if (m->nfds >= MAILER_FDS_MAX)
-        return CURL_SOCKET_BAD;
-    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    if (fd == CURL_SOCKET_BAD)
-        return fd;
-    m->fds[m->nfds].fd = fd;
-    m->fds[m->nfds].easy = j->easy;
-    m->nfds++;
-    return fd;
-}
-
-static int
-mailer_close_socket(void *clientp, curl_socket_t fd)
-{
-    struct mailer *m = clientp;
-
-    for (int i = 0; i < m->nfds; i++) {
-        if (m->fds[i].fd == fd) {
-            m->fds[i] = m->fds[--m->nfds];
-            break;
-        }
-    }
-    return close(fd);
-}
-
 static void
 mailer_job_free(struct mailer_job *j)
 {
@@ -318,10 +240,9 @@ mailer_job_free(struct mailer_job *j)
     if (j->next != NULL)
         j->next->prev = j->prev;
     m->njobs--;
-    if (j->easy != NULL) {
-        mailer_fds_shutdown(m, j->easy);
-        curl_multi_remove_handle(m->multi, j->easy);
-        curl_easy_cleanup(j->easy);
+    if (j->xfer.easy != NULL) {
+        curl_uv_remove(&j->xfer);
+        curl_easy_cleanup(j->xfer.easy);
     }
     curl_slist_free_all(j->rcpt);
     if (j->msg != NULL) {
@@ -344,142 +265,27 @@ mailer_read(char *buf, size_t size, size_t nitems, void *arg)
     return n;
 }
 
-/* Runs the callbacks of the transfers curl has finished. */
+/* A transfer ended (curl_uv's done callback): log it, free it, tell the caller. */
 static void
-mailer_check_done(struct mailer *m)
+mailer_done(struct curl_uv_xfer *x, CURLcode result)
 {
-    CURLMsg *msg;
-    int left;
+    struct mailer_job *j = (struct mailer_job *)((char *)x - offsetof(struct mailer_job, xfer));
+    mailer_cb cb = j->cb;
+    void *arg = j->arg;
+    long code = 0;
+    int status;
 
-    while ((msg = curl_multi_info_read(m->multi, &left)) != NULL) {
-        struct mailer_job *j = NULL;
-        mailer_cb cb;
-        void *arg;
-        long code = 0;
-        int status;
-
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-        if (j == NULL)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
-        if (msg->data.result == CURLE_OK) {
-            status = 0;
-            log_info("mail event=sent to=%s", j->masked);
-        } else {
-            status = msg->data.result == CURLE_OPERATION_TIMEDOUT ? MAILER_ETIMEDOUT
-                                                                   : MAILER_EFAILED;
-            log_warn("mail event=send_failed to=%s error=\"%s\" smtp=%ld", j->masked,
-                     curl_easy_strerror(msg->data.result), code);
-        }
-        cb = j->cb;
-        arg = j->arg;
-        mailer_job_free(j);
-        cb(arg, status);
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (result == CURLE_OK) {
+        status = 0;
+        log_info("mail event=sent to=%s", j->masked);
+    } else {
+        status = result == CURLE_OPERATION_TIMEDOUT ? MAILER_ETIMEDOUT : MAILER_EFAILED;
+        log_warn("mail event=send_failed to=%s error=\"%s\" smtp=%ld", j->masked,
+                 curl_easy_strerror(result), code);
     }
-}
-
-/* --- curl <-> uv -------------------------------------------------------- */
-
-static void
-mailer_sock_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void
-mailer_sock_close(struct mailer *m, struct mailer_sock *s)
-{
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else if (m->socks == s)
-        m->socks = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, mailer_sock_closed);
-}
-
-static void
-mailer_poll_cb(uv_poll_t *h, int status, int events)
-{
-    struct mailer_sock *s = h->data;
-    struct mailer *m = s->m;
-    int flags = 0, running;
-
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(m->multi, s->fd, flags, &running);
-    mailer_check_done(m);
-}
-
-static int
-mailer_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct mailer *m = userp;
-    struct mailer_sock *s = socketp;
-    int events = 0;
-
-    for (int i = 0; i < m->nfds; i++)
-        if (m->fds[i].fd == fd && what != CURL_POLL_REMOVE)
-            m->fds[i].easy = easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            curl_multi_assign(m->multi, fd, NULL);
-            mailer_sock_close(m, s);
-        }
-        return 0;
-    }
-    if (s == NULL) {
-        s = calloc(1, sizeof(*s));
-        if (s == NULL)
-            return -1;
-        s->fd = fd;
-        s->m = m;
-        if (uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->next = m->socks;
-        if (m->socks != NULL)
-            m->socks->prev = s;
-        m->socks = s;
-        curl_multi_assign(m->multi, fd, s);
-    }
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        events |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, mailer_poll_cb);
-    return 0;
-}
-
-static void
-mailer_timer_fired(uv_timer_t *t)
-{
-    struct mailer *m = t->data;
-    int running;
-
-    curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    mailer_check_done(m);
-}
-
-static int
-mailer_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct mailer *m = userp;
-
-    if (timeout_ms < 0)
-        uv_timer_stop(&m->timer);
-    else
-        uv_timer_start(&m->timer, mailer_timer_fired, (uint64_t)timeout_ms, 0);
-    return 0;
+    mailer_job_free(j);
+    cb(arg, status);
 }
 
 /* --- the mailer --------------------------------------------------------- */
@@ -495,9 +301,6 @@ mailer_new(uv_loop_t *loop, const char *relay, const char *from, long timeout_ms
     if ((strncmp(relay, "smtp://", 7) != 0 && strncmp(relay, "smtps://", 8) != 0) ||
         strlen(relay) >= sizeof(m->relay) || mailer_addr_ok(from) != 0)
         return UV_EINVAL;
-    pthread_once(&mailer_once, mailer_global_init);
-    if (mailer_global_rc != 0)
-        return UV_ENOMEM;
     m = calloc(1, sizeof(*m));
     if (m == NULL)
         return UV_ENOMEM;
@@ -505,23 +308,11 @@ mailer_new(uv_loop_t *loop, const char *relay, const char *from, long timeout_ms
     m->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
     snprintf(m->relay, sizeof(m->relay), "%s", relay);
     snprintf(m->from, sizeof(m->from), "%s", from);
-    m->multi = curl_multi_init();
-    if (m->multi == NULL) {
-        free(m);
-        return UV_ENOMEM;
-    }
-    rc = uv_timer_init(loop, &m->timer);
+    rc = curl_uv_new(loop, mailer_done, CURL_UV_SHUTDOWN_ON_END, &m->cu);
     if (rc != 0) {
-        curl_multi_cleanup(m->multi);
         free(m);
         return rc;
     }
-    m->timer.data = m;
-    m->timer_open = 1;
-    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, mailer_socket_cb);
-    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
-    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, mailer_timer_cb);
-    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
     *out = m;
     return 0;
 }
@@ -555,8 +346,10 @@ mailer_send(struct mailer *m, const char *to, const char *subject, const char *b
     j->msg = mailer_format(m->from, to, subject, body, &j->len);
     snprintf(path, sizeof(path), "<%s>", to);
     j->rcpt = curl_slist_append(NULL, path);
-    e = j->easy = curl_easy_init();
+    e = curl_easy_init();
     if (j->msg == NULL || j->rcpt == NULL || e == NULL) {
+        if (e != NULL)
+            curl_easy_cleanup(e);
         mailer_job_free(j);
         return UV_ENOMEM;
     }
@@ -574,18 +367,13 @@ mailer_send(struct mailer *m, const char *to, const char *subject, const char *b
          * resolver thread. */
         curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, m->timeout_ms) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, m->timeout_ms) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, mailer_open_socket) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, j) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, mailer_close_socket) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, m) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)j) != CURLE_OK) {
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, m->timeout_ms) != CURLE_OK) {
+        curl_easy_cleanup(e);
         mailer_job_free(j);
         return UV_EINVAL;
     }
-    if (curl_multi_add_handle(m->multi, e) != CURLM_OK) {
+    if (curl_uv_add(m->cu, &j->xfer, e) != 0) {
         curl_easy_cleanup(e);
-        j->easy = NULL;
         mailer_job_free(j);
         return UV_ENOMEM;
     }
@@ -622,15 +410,7 @@ mailer_close(struct mailer *m)
         mailer_job_free(j);
         cb(arg, MAILER_ECANCELED);
     }
-    uv_timer_stop(&m->timer);
-    /* Connections curl keeps for reuse go now (no blocking QUIT), their
-     * polls with them. */
-    mailer_fds_shutdown(m, NULL);
-    curl_multi_cleanup(m->multi);
-    m->multi = NULL;
-    while (m->socks != NULL)
-        mailer_sock_close(m, m->socks);
-    uv_close((uv_handle_t *)&m->timer, NULL);
+    curl_uv_close(m->cu);
 }
 
 void
@@ -640,5 +420,6 @@ mailer_free(struct mailer *m)
         return;
     if (!m->closing)
         mailer_close(m);
+    curl_uv_free(m->cu);
     free(m);
 }

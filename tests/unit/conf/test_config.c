@@ -194,6 +194,76 @@ test_errors_have_file_and_line(void **state)
     expect_error_at("[mail]\nfrom = <a@b>\n", 2, "cannot hold");
     expect_error_at("[web]\nemail_factor = sometimes\n", 2, "second_factor or recovery");
     expect_error_at("[web]\nrecovery_wait = soon\n", 2, "duration");
+    expect_error_at("[wechat]\nappid = wx 12\n", 2, "AppID");
+    expect_error_at("[wechat]\nsecret = a b\n", 2, "space");
+    expect_error_at("[wechat]\napi_base = ftp://x\n", 2, "https://");
+    expect_error_at("[wechat]\napi_base = https://\n", 2, "no host");
+    expect_error_at("[wechat]\napi_base = https://h/?a=b\n", 2, "'?'");
+    expect_error_at("[wechat]\nqr = svg\n", 2, "wxacode or link");
+    expect_error_at("[wechat]\npage = /pages/x\n", 2, "no leading /");
+    expect_error_at("[wechat]\npage = pages/x?a=1\n", 2, "scene");
+    expect_error_at("[wechat]\nenv_version = beta\n", 2, "release, trial or develop");
+    expect_error_at("[wechat]\ntemplate_keys = thing1,time3\n", 2, "four template fields");
+    expect_error_at("[wechat]\ntemplate_keys = thing1,2,time3,number4\n", 2,
+                    "four template fields");
+    expect_error_at("[wechat]\ntimeout = 0\n", 2, "100ms to 2m");
+    expect_error_at("[wechat]\ntimeout = 1h\n", 2, "100ms to 2m");
+    expect_error_at("[wechat]\nsecret_fil = x\n", 2, "unknown key");
+}
+
+static void
+test_wechat(void **state)
+{
+    struct config *cfg = malloc(sizeof(*cfg));
+    char err[512];
+    const char *path;
+
+    /* Off by default, with WeChat's documented defaults. */
+    path = write_conf("");
+    assert_int_equal(config_load(path, cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->wechat_appid, "");
+    assert_string_equal(cfg->wechat_api_base, "https://api.weixin.qq.com");
+    assert_int_equal(cfg->wechat_qr, CONFIG_WECHAT_QR_WXACODE);
+    assert_string_equal(cfg->wechat_page, "pages/confirm/confirm");
+    assert_string_equal(cfg->wechat_env_version, "release");
+    assert_string_equal(cfg->wechat_template_id, "");
+    assert_int_equal(cfg->wechat_timeout_ms, 5000);
+    assert_string_equal(cfg->wechat_ca, "");
+
+    path = write_conf("[wechat]\nappid = wx0123456789abcdef\nsecret = s3cr3t\n"
+                      "api_base = http://127.0.0.1:8080/\nqr = link\npage = pages/a/b\n"
+                      "env_version = develop\ntemplate_id = T-1_x\n"
+                      "template_keys = thing1, -, time3, number4\ntimeout = 1500ms\n"
+                      "ca = wx-ca.pem\n");
+    assert_int_equal(config_load(path, cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->wechat_appid, "wx0123456789abcdef");
+    assert_string_equal(cfg->wechat_secret, "s3cr3t");
+    assert_string_equal(cfg->wechat_api_base, "http://127.0.0.1:8080");
+    assert_int_equal(cfg->wechat_qr, CONFIG_WECHAT_QR_LINK);
+    assert_string_equal(cfg->wechat_page, "pages/a/b");
+    assert_string_equal(cfg->wechat_env_version, "develop");
+    assert_string_equal(cfg->wechat_template_id, "T-1_x");
+    assert_string_equal(cfg->wechat_template_keys, "thing1,-,time3,number4");
+    assert_int_equal(cfg->wechat_timeout_ms, 1500);
+    assert_non_null(strstr(cfg->wechat_ca, "/wx-ca.pem"));
+
+    /* secret_file, like [backend] master_password_file. */
+    write_file("wx.secret", "fromfile\n");
+    path = write_conf("[wechat]\nappid = wx1\nsecret_file = wx.secret\n");
+    assert_int_equal(config_load(path, cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->wechat_secret, "fromfile");
+    path = write_conf("[wechat]\nappid = wx1\nsecret_file = nosuch.secret\n");
+    assert_int_equal(config_load(path, cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "secret_file"));
+
+    /* An appid without a secret is an error; a secret without appid is off. */
+    path = write_conf("[wechat]\nappid = wx1\n");
+    assert_int_equal(config_load(path, cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "needs secret"));
+    path = write_conf("[wechat]\nappid =\nsecret = x\n");
+    assert_int_equal(config_load(path, cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->wechat_appid, "");
+    free(cfg);
 }
 
 static void
@@ -290,6 +360,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_errors_have_file_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_key_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_master_password_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wechat, setup, teardown),
         cmocka_unit_test(test_example_config_parses),
         cmocka_unit_test(test_parse_addr),
     };
