@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "auth/keys.h"
+#include "auth/recovery.h"
 #include "core/log.h"
 
 #define ACCOUNT_PICK_TRIES 16
@@ -225,13 +226,20 @@ int
 account_totp_check(struct store *st, const struct keys *keys, const char *user,
                    const char *code, int64_t now)
 {
+    return account_code_check(st, keys, user, "totp", code, now);
+}
+
+int
+account_code_check(struct store *st, const struct keys *keys, const char *user,
+                   const char *kind, const char *code, int64_t now)
+{
     unsigned char secret[TOTP_SEALED_MAX];
     struct store_factor f;
     size_t len = 0;
     int64_t step = 0;
     int r;
 
-    r = store_factor_get(st, user, "totp", &f);
+    r = store_factor_get(st, user, kind, &f);
     if (r == STORE_NOTFOUND)
         return ACCOUNT_NO_FACTOR;
     if (r != STORE_OK)
@@ -277,6 +285,9 @@ account_factor_remove(struct store *st, const char *user, const char *kind, cons
      * bound again, every browser must prove it anew. */
     if (l == 0 && store_device_revoke_all(st, user, &d) != STORE_OK)
         log_warn("account event=device_revoke_failed");
+    /* Recovery codes stand in for a factor: with none left they go too. */
+    if (l == 0 && recovery_clear(st, user, "last_factor", addr, now, NULL) != STORE_OK)
+        log_warn("account event=recovery_clear_failed");
     if (left != NULL)
         *left = l;
     if (devices != NULL)

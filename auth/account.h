@@ -80,6 +80,13 @@ int account_totp_replace(struct store *st, const struct keys *keys, const char *
 int account_totp_check(struct store *st, const struct keys *keys, const char *user,
                        const char *code, int64_t now);
 
+/*
+ * As account_totp_check for the user's factor of kind ("totp", or "wechat":
+ * the mini program's code, a TOTP of the binding's own secret).
+ */
+int account_code_check(struct store *st, const struct keys *keys, const char *user,
+                       const char *kind, const char *code, int64_t now);
+
 /* Checks code against a secret not yet bound; the matched step into *step. */
 int account_totp_check_secret(const unsigned char *secret, size_t len, const char *code,
                               int64_t now, int64_t *step);

@@ -80,6 +80,22 @@ enum store_stmt_id {
     S_DEV_LIST,
     S_DEV_REVOKE,
     S_DEV_REVOKE_ALL,
+    S_WX_BIND_REMOVE,
+    S_WX_BIND_ADD,
+    S_WX_LIST,
+    S_SCENE_ADD,
+    S_SCENE_GET,
+    S_SCENE_ANSWER,
+    S_SCENE_USE,
+    S_SCENE_PRUNE,
+    S_MPS_ADD,
+    S_MPS_GET,
+    S_MPS_PRUNE,
+    S_RC_ADD,
+    S_RC_DELETE,
+    S_RC_FIND,
+    S_RC_USE,
+    S_RC_COUNT,
     S_COUNT,
 };
 
@@ -89,8 +105,8 @@ enum store_stmt_id {
     "FROM app_passwords a JOIN users u ON u.id = a.user_id "
 
 #define FACTOR_COLS                                                                  \
-    "SELECT f.id, f.kind, f.label, f.secret, f.created, f.last_used "                 \
-    "FROM factors f JOIN users u ON u.id = f.user_id "
+    "SELECT f.id, f.kind, f.label, f.secret, f.created, f.last_used, f.subject, "    \
+    "u.name FROM factors f JOIN users u ON u.id = f.user_id "
 
 #define AUDIT_COLS "SELECT id, time, user, event, detail, addr FROM "
 
@@ -183,6 +199,37 @@ static const char *const store_sql[S_COUNT] = {
                      "user_id = (SELECT id FROM users WHERE name = ?1)",
     [S_DEV_REVOKE_ALL] = "DELETE FROM trusted_devices WHERE "
                          "user_id = (SELECT id FROM users WHERE name = ?1)",
+    [S_WX_BIND_REMOVE] = "DELETE FROM factors WHERE kind = 'wechat' AND user_id = ?1",
+    [S_WX_BIND_ADD] = "INSERT INTO factors(user_id, kind, label, secret, created, subject) "
+                      "VALUES (?1, 'wechat', ?2, ?3, ?4, ?5)",
+    [S_WX_LIST] = FACTOR_COLS "WHERE f.kind = 'wechat' AND f.subject = ?1 ORDER BY f.id",
+    [S_SCENE_ADD] = "INSERT INTO scenes(token_hash, user_name, purpose, challenge_id, addr, "
+                    "number, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_SCENE_GET] = "SELECT id, user_name, purpose, challenge_id, addr, number, created, "
+                    "expires, answer, openid, used FROM scenes WHERE token_hash = ?1",
+    /* One statement each: an answer is given once, a scene is used once. */
+    [S_SCENE_ANSWER] = "UPDATE scenes SET answer = ?2, openid = ?3 WHERE id = ?1 AND "
+                       "answer IS NULL AND expires > ?4",
+    [S_SCENE_USE] = "UPDATE scenes SET used = 1 WHERE id = ?1 AND used = 0 AND "
+                    "answer IS NOT NULL AND answer <> 'deny'",
+    [S_SCENE_PRUNE] = "DELETE FROM scenes WHERE expires <= ?1",
+    [S_MPS_ADD] = "INSERT INTO mp_sessions(token_hash, openid, created, expires) "
+                  "VALUES (?1, ?2, ?3, ?4)",
+    [S_MPS_GET] = "SELECT openid FROM mp_sessions WHERE token_hash = ?1 AND expires > ?2",
+    [S_MPS_PRUNE] = "DELETE FROM mp_sessions WHERE expires <= ?1",
+    [S_RC_ADD] = "INSERT INTO recovery_codes(user_id, locator, hash, created) "
+                 "VALUES (?1, ?2, ?3, ?4)",
+    [S_RC_DELETE] = "DELETE FROM recovery_codes WHERE "
+                    "user_id = (SELECT id FROM users WHERE name = ?1)",
+    [S_RC_FIND] = "SELECT r.id, r.locator, r.hash, r.created FROM recovery_codes r "
+                  "JOIN users u ON u.id = r.user_id WHERE u.name = ?1 AND r.locator = ?2 "
+                  "AND r.used IS NULL ORDER BY r.id LIMIT 1",
+    /* One statement: the check and the change cannot interleave with
+     * another connection's, so a code is used at most once. */
+    [S_RC_USE] = "UPDATE recovery_codes SET used = ?2 WHERE id = ?1 AND used IS NULL",
+    [S_RC_COUNT] = "SELECT count(*), coalesce(sum(r.used IS NULL), 0), "
+                   "coalesce(max(r.created), 0) FROM recovery_codes r "
+                   "JOIN users u ON u.id = r.user_id WHERE u.name = ?1",
 };
 
 /*
@@ -730,6 +777,8 @@ store_read_factor(sqlite3_stmt *s, struct store_factor *f)
     }
     f->created = sqlite3_column_int64(s, 4);
     f->last_used = sqlite3_column_int64(s, 5);
+    store_col_text(s, 6, f->subject, sizeof(f->subject));
+    store_col_text(s, 7, f->user, sizeof(f->user));
 }
 
 int
@@ -1682,4 +1731,393 @@ int
 store_device_revoke_all(struct store *st, const char *user, int *removed)
 {
     return store_delete(st, S_DEV_REVOKE_ALL, user, 0, removed);
+}
+
+/* --- WeChat: bindings, scenes, mini-program sessions --------------------- */
+
+int
+store_wechat_bind(struct store *st, const char *user, const char *openid, const char *label,
+                  const void *secret, size_t secret_len, int replace, int64_t now, int64_t *id)
+{
+    sqlite3_stmt *s;
+    struct store_factor f;
+    int64_t uid;
+    int rc, r;
+
+    if (secret_len > STORE_SECRET_MAX)
+        return STORE_ERR;
+    if (store_begin(st, 1) != STORE_OK)
+        return STORE_ERR;
+    /* Inside the write transaction: two phones confirming at once cannot
+     * both bind. */
+    r = store_factor_get(st, user, "wechat", &f);
+    OPENSSL_cleanse(&f, sizeof(f));
+    if (r == STORE_ERR)
+        goto fail;
+    if (r == STORE_OK && !replace) {
+        store_rollback(st, 1);
+        return STORE_CONFLICT;
+    }
+    if (r == STORE_NOTFOUND && replace) {
+        store_rollback(st, 1);
+        return STORE_NOTFOUND;
+    }
+    if (store_user_ensure_locked(st, user, now, &uid) != STORE_OK)
+        goto fail;
+    if ((s = store_stmt(st, S_WX_BIND_REMOVE)) == NULL)
+        goto fail;
+    sqlite3_bind_int64(s, 1, uid);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE || (s = store_stmt(st, S_WX_BIND_ADD)) == NULL)
+        goto fail;
+    sqlite3_bind_int64(s, 1, uid);
+    store_bind_text(s, 2, label ? label : "");
+    sqlite3_bind_blob(s, 3, secret, (int)secret_len, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, now);
+    store_bind_text(s, 5, openid);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    if (id != NULL)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return store_commit(st, 1);
+
+fail:
+    store_log_error(st, "wechat_bind");
+    store_rollback(st, 1);
+    return STORE_ERR;
+}
+
+int
+store_wechat_list(struct store *st, const char *openid, store_factor_cb cb, void *arg)
+{
+    sqlite3_stmt *s = store_stmt(st, S_WX_LIST);
+    struct store_factor f;
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    store_bind_text(s, 1, openid);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        store_read_factor(s, &f);
+        if (cb(arg, &f) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    store_done(s);
+    OPENSSL_cleanse(&f, sizeof(f));
+    if (rc != SQLITE_DONE) {
+        store_log_error(st, "wechat_list");
+        return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
+int
+store_scene_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                const struct store_scene *sc, int64_t *id)
+{
+    sqlite3_stmt *s = store_stmt(st, S_SCENE_ADD);
+    int r;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    store_bind_text(s, 2, sc->user);
+    store_bind_text(s, 3, sc->purpose);
+    if (sc->challenge_id > 0)
+        sqlite3_bind_int64(s, 4, sc->challenge_id);
+    store_bind_text(s, 5, sc->addr);
+    if (sc->number > 0)
+        sqlite3_bind_int(s, 6, sc->number);
+    sqlite3_bind_int64(s, 7, sc->created);
+    sqlite3_bind_int64(s, 8, sc->expires);
+    r = store_exec_changes(st, s, "scene_add", NULL);
+    if (r == STORE_OK && id != NULL)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return r;
+}
+
+int
+store_scene_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                struct store_scene *out)
+{
+    sqlite3_stmt *s = store_stmt(st, S_SCENE_GET);
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->id = sqlite3_column_int64(s, 0);
+        store_col_text(s, 1, out->user, sizeof(out->user));
+        store_col_text(s, 2, out->purpose, sizeof(out->purpose));
+        out->challenge_id = sqlite3_column_int64(s, 3);
+        store_col_text(s, 4, out->addr, sizeof(out->addr));
+        out->number = sqlite3_column_int(s, 5);
+        out->created = sqlite3_column_int64(s, 6);
+        out->expires = sqlite3_column_int64(s, 7);
+        store_col_text(s, 8, out->answer, sizeof(out->answer));
+        store_col_text(s, 9, out->openid, sizeof(out->openid));
+        out->used = sqlite3_column_int(s, 10);
+    }
+    store_done(s);
+    if (rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_DONE)
+        return STORE_NOTFOUND;
+    store_log_error(st, "scene_get");
+    return STORE_ERR;
+}
+
+int
+store_scene_answer(struct store *st, int64_t id, const char *answer, const char *openid,
+                   int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, S_SCENE_ANSWER);
+    int changed = 0, r;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    store_bind_text(s, 2, answer);
+    store_bind_text(s, 3, openid);
+    sqlite3_bind_int64(s, 4, now);
+    r = store_exec_changes(st, s, "scene_answer", &changed);
+    if (r != STORE_OK)
+        return r;
+    return changed == 1 ? STORE_OK : STORE_CONFLICT;
+}
+
+int
+store_scene_use(struct store *st, int64_t id)
+{
+    sqlite3_stmt *s = store_stmt(st, S_SCENE_USE);
+    int changed = 0, r;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    r = store_exec_changes(st, s, "scene_use", &changed);
+    if (r != STORE_OK)
+        return r;
+    return changed == 1 ? STORE_OK : STORE_CONFLICT;
+}
+
+int
+store_scene_prune(struct store *st, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, S_SCENE_PRUNE);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, now);
+    return store_exec_changes(st, s, "scene_prune", NULL);
+}
+
+int
+store_mpsession_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                    const char *openid, int64_t now, int64_t expires)
+{
+    sqlite3_stmt *s = store_stmt(st, S_MPS_ADD);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    store_bind_text(s, 2, openid);
+    sqlite3_bind_int64(s, 3, now);
+    sqlite3_bind_int64(s, 4, expires);
+    return store_exec_changes(st, s, "mpsession_add", NULL);
+}
+
+int
+store_mpsession_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                    int64_t now, char *openid, size_t openid_len)
+{
+    sqlite3_stmt *s = store_stmt(st, S_MPS_GET);
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_blob(s, 1, hash, STORE_TOKEN_HASH_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, now);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        store_col_text(s, 0, openid, openid_len);
+    store_done(s);
+    if (rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_DONE)
+        return STORE_NOTFOUND;
+    store_log_error(st, "mpsession_get");
+    return STORE_ERR;
+}
+
+int
+store_mpsession_prune(struct store *st, int64_t now)
+{
+    sqlite3_stmt *s = store_stmt(st, S_MPS_PRUNE);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, now);
+    return store_exec_changes(st, s, "mpsession_prune", NULL);
+}
+
+/* --- recovery codes (issue 4) -------------------------------------------- */
+
+int
+store_recovery_replace(struct store *st, const char *user, const char *const *locators,
+                       const char *const *hashes, int n, int64_t now)
+{
+    sqlite3_stmt *s;
+    int64_t uid;
+    int rc;
+
+    if (store_begin(st, 1) != STORE_OK)
+        return STORE_ERR;
+    if (store_user_ensure_locked(st, user, now, &uid) != STORE_OK)
+        goto fail;
+    /* The old set goes in the same transaction: never two sets, never none
+     * half-written. */
+    if ((s = store_stmt(st, S_RC_DELETE)) == NULL)
+        goto fail;
+    store_bind_text(s, 1, user);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        if ((s = store_stmt(st, S_RC_ADD)) == NULL)
+            goto fail;
+        sqlite3_bind_int64(s, 1, uid);
+        store_bind_text(s, 2, locators[i]);
+        store_bind_text(s, 3, hashes[i]);
+        sqlite3_bind_int64(s, 4, now);
+        rc = sqlite3_step(s);
+        store_done(s);
+        if (rc != SQLITE_DONE)
+            goto fail;
+    }
+    return store_commit(st, 1);
+
+fail:
+    store_log_error(st, "recovery_replace");
+    store_rollback(st, 1);
+    return STORE_ERR;
+}
+
+int
+store_recovery_find(struct store *st, const char *user, const char *locator,
+                    struct store_recovery *out)
+{
+    sqlite3_stmt *s = store_stmt(st, S_RC_FIND);
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    store_bind_text(s, 1, user);
+    store_bind_text(s, 2, locator);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->id = sqlite3_column_int64(s, 0);
+        store_col_text(s, 1, out->locator, sizeof(out->locator));
+        store_col_text(s, 2, out->hash, sizeof(out->hash));
+        out->created = sqlite3_column_int64(s, 3);
+    }
+    store_done(s);
+    if (rc == SQLITE_ROW)
+        return STORE_OK;
+    if (rc == SQLITE_DONE)
+        return STORE_NOTFOUND;
+    store_log_error(st, "recovery_find");
+    return STORE_ERR;
+}
+
+int
+store_recovery_use(struct store *st, int64_t id, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc, changed;
+
+    /* Durable: a code used for a sign-in must stay used after a crash. */
+    if (store_begin(st, 1) != STORE_OK)
+        return STORE_ERR;
+    if ((s = store_stmt(st, S_RC_USE)) == NULL)
+        goto fail;
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, now);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    changed = sqlite3_changes(st->db);
+    if (changed == 0) {
+        store_rollback(st, 1);
+        return STORE_CONFLICT;
+    }
+    return store_commit(st, 1);
+
+fail:
+    store_log_error(st, "recovery_use");
+    store_rollback(st, 1);
+    return STORE_ERR;
+}
+
+int
+store_recovery_count(struct store *st, const char *user, int *total, int *left,
+                     int64_t *created)
+{
+    sqlite3_stmt *s = store_stmt(st, S_RC_COUNT);
+    int rc;
+
+    if (s == NULL)
+        return STORE_ERR;
+    store_bind_text(s, 1, user);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        if (total != NULL)
+            *total = sqlite3_column_int(s, 0);
+        if (left != NULL)
+            *left = sqlite3_column_int(s, 1);
+        if (created != NULL)
+            *created = sqlite3_column_int64(s, 2);
+    }
+    store_done(s);
+    if (rc != SQLITE_ROW) {
+        store_log_error(st, "recovery_count");
+        return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
+int
+store_recovery_clear(struct store *st, const char *user, int *removed)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    *removed = 0;
+    if (store_begin(st, 1) != STORE_OK)
+        return STORE_ERR;
+    if ((s = store_stmt(st, S_RC_DELETE)) == NULL)
+        goto fail;
+    store_bind_text(s, 1, user);
+    rc = sqlite3_step(s);
+    store_done(s);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    *removed = sqlite3_changes(st->db);
+    return store_commit(st, 1);
+
+fail:
+    store_log_error(st, "recovery_clear");
+    store_rollback(st, 1);
+    return STORE_ERR;
 }

@@ -44,6 +44,7 @@
 #define STORE_TOKEN_HASH_LEN 32  /* HMAC-SHA256 of a web token */
 #define STORE_CKIND_MAX 32    /* challenge kinds: "signin", "grant", ... */
 #define STORE_CDATA_MAX 256   /* a challenge's data */
+#define STORE_SUBJECT_MAX 128 /* a WeChat openid (28 characters today) */
 
 /* Queued bookkeeping beyond this is flushed at once by the call that queues. */
 #define STORE_BATCH_MAX 1024
@@ -99,6 +100,8 @@ struct store_factor {
     size_t secret_len;
     int64_t created;
     int64_t last_used;
+    char subject[STORE_SUBJECT_MAX];          /* wechat: the openid bound */
+    char user[STORE_NAME_MAX];
 };
 
 /* kind is "totp", "email" or "wechat".  Durable.  Creates the user row. */
@@ -323,5 +326,91 @@ int store_device_revoke(struct store *st, const char *user, int64_t id);
 
 /* Deletes all of the user's devices; *removed = how many.  Durable. */
 int store_device_revoke_all(struct store *st, const char *user, int *removed);
+
+/* --- WeChat (issue 5) --------------------------------------------------- */
+
+/*
+ * Binds the WeChat account openid to user: a 'wechat' factor with the
+ * sealed code secret, subject = openid.  replace = 0: STORE_CONFLICT if the
+ * user has one already; replace = 1 (a rebind): STORE_NOTFOUND if not, and
+ * the old binding goes in the same transaction.  Durable.
+ */
+int store_wechat_bind(struct store *st, const char *user, const char *openid, const char *label,
+                      const void *secret, size_t secret_len, int replace, int64_t now,
+                      int64_t *id);
+
+/* Calls cb for each binding of openid (f->user names the mailbox). */
+int store_wechat_list(struct store *st, const char *openid, store_factor_cb cb, void *arg);
+
+/* A QR scene: what a phone is asked to answer. */
+struct store_scene {
+    int64_t id;
+    char user[STORE_NAME_MAX];
+    char purpose[16];                     /* bind, rebind, signin, unbind, change */
+    int64_t challenge_id;                 /* the challenge it verifies; 0 for binds */
+    char addr[STORE_ADDR_MAX];            /* the browser's */
+    int number;                           /* number matching of a push; 0 for scans */
+    int64_t created;
+    int64_t expires;
+    char answer[16];                      /* "" until answered */
+    char openid[STORE_SUBJECT_MAX];       /* who answered */
+    int used;
+};
+
+int store_scene_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                    const struct store_scene *sc, int64_t *id);
+int store_scene_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                    struct store_scene *out);
+/* Records the answer once, before expiry at now; else STORE_CONFLICT. */
+int store_scene_answer(struct store *st, int64_t id, const char *answer, const char *openid,
+                       int64_t now);
+/* Uses an approved scene once; else STORE_CONFLICT. */
+int store_scene_use(struct store *st, int64_t id);
+int store_scene_prune(struct store *st, int64_t now);
+
+/* Mini-program sessions: a bearer token's hash for an openid. */
+int store_mpsession_add(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                        const char *openid, int64_t now, int64_t expires);
+/* The openid of a live session, or STORE_NOTFOUND. */
+int store_mpsession_get(struct store *st, const unsigned char hash[STORE_TOKEN_HASH_LEN],
+                        int64_t now, char *openid, size_t openid_len);
+int store_mpsession_prune(struct store *st, int64_t now);
+
+/* --- recovery codes (issue 4) -------------------------------------------- */
+
+/*
+ * One-time recovery codes, kept like app passwords: a non-secret locator
+ * picks the one row worth a KDF run, the hash is argon2id (auth/recovery.c
+ * makes both; the store keeps what it is given).  A user has at most one
+ * set; a used code stays in the table (used = its time) until the set is
+ * replaced or cleared.
+ */
+struct store_recovery {
+    int64_t id;
+    char locator[STORE_LOCATOR_MAX];
+    char hash[STORE_HASH_MAX];
+    int64_t created;
+};
+
+/* Replaces the user's set with n codes (locators[i], hashes[i]) in one
+ * durable transaction.  Creates the users row. */
+int store_recovery_replace(struct store *st, const char *user, const char *const *locators,
+                           const char *const *hashes, int n, int64_t now);
+
+/* The user's unused code with this locator, or STORE_NOTFOUND. */
+int store_recovery_find(struct store *st, const char *user, const char *locator,
+                        struct store_recovery *out);
+
+/* Marks a code used at now, durably; STORE_CONFLICT if it was used already
+ * (atomic across connections: a code is good once). */
+int store_recovery_use(struct store *st, int64_t id, int64_t now);
+
+/* How many codes the user has (*total), how many unused (*left), and when
+ * the set was made (*created, 0 if none).  Any pointer may be NULL. */
+int store_recovery_count(struct store *st, const char *user, int *total, int *left,
+                         int64_t *created);
+
+/* Deletes the user's set; *removed = how many rows.  Durable. */
+int store_recovery_clear(struct store *st, const char *user, int *removed);
 
 #endif

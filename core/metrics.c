@@ -14,7 +14,7 @@
 
 #include "core/util.h"
 
-#define METRICS_HOW_COUNT 5    /* apppw, passthrough, refused, tempfail, other */
+#define METRICS_HOW_COUNT 11   /* metrics_hows[] below */
 #define METRICS_NBUCKETS 12    /* upper bounds below, the last one +Inf */
 
 static const char *const metrics_proto_names[METRICS_PROTO_COUNT] = {
@@ -23,8 +23,24 @@ static const char *const metrics_proto_names[METRICS_PROTO_COUNT] = {
 static const char *const metrics_result_names[METRICS_RESULT_COUNT] = {
     "ok", "refused", "unavailable",
 };
-static const char *const metrics_how_names[METRICS_HOW_COUNT] = {
-    "apppw", "passthrough", "refused", "tempfail", "other",
+/*
+ * How a login was decided, and where each label applies: the mail
+ * protocols' decisions (auth.c), or the web's sign-ins (how the person got
+ * in: the password alone, a trusted browser, or the second factor used).
+ * A label outside its protocol's set counts as "other", so every row that
+ * is rendered adds up.
+ */
+#define HOW_MAIL 1
+#define HOW_WEB 2
+#define HOW_OTHER (METRICS_HOW_COUNT - 1)
+static const struct {
+    const char *name;
+    int where;
+} metrics_hows[METRICS_HOW_COUNT] = {
+    {"apppw", HOW_MAIL},           {"passthrough", HOW_MAIL}, {"refused", HOW_MAIL | HOW_WEB},
+    {"tempfail", HOW_MAIL},        {"password", HOW_WEB},     {"device", HOW_WEB},
+    {"totp", HOW_WEB},             {"email", HOW_WEB},        {"recovery", HOW_WEB},
+    {"wechat", HOW_WEB},           {"other", HOW_MAIL | HOW_WEB},
 };
 /* Upper bounds in milliseconds (le in seconds when rendered); 0 = +Inf. */
 static const uint64_t metrics_bucket_ms[METRICS_NBUCKETS] = {
@@ -69,13 +85,26 @@ metrics_conn_close(int proto)
     atomic_fetch_sub_explicit(&metrics_conns_open[proto], 1, memory_order_relaxed);
 }
 
+/* Which labels a protocol's logins use (0: it has no logins). */
 static int
-metrics_how_index(const char *how)
+metrics_how_where(int proto)
 {
-    for (int i = 0; how != NULL && i < METRICS_HOW_COUNT - 1; i++)
-        if (strcmp(how, metrics_how_names[i]) == 0)
+    if (proto == METRICS_WEB)
+        return HOW_WEB;
+    if (proto == METRICS_IMAP || proto == METRICS_POP3 || proto == METRICS_SMTP)
+        return HOW_MAIL;
+    return 0;
+}
+
+static int
+metrics_how_index(int proto, const char *how)
+{
+    int where = metrics_how_where(proto);
+
+    for (int i = 0; how != NULL && i < HOW_OTHER; i++)
+        if ((metrics_hows[i].where & where) && strcmp(how, metrics_hows[i].name) == 0)
             return i;
-    return METRICS_HOW_COUNT - 1;
+    return HOW_OTHER;
 }
 
 void
@@ -85,7 +114,7 @@ metrics_login(int proto, int result, const char *how, uint64_t ms)
 
     if (!metrics_proto_ok(proto) || result < 0 || result >= METRICS_RESULT_COUNT)
         return;
-    atomic_fetch_add_explicit(&metrics_logins[proto][result][metrics_how_index(how)], 1,
+    atomic_fetch_add_explicit(&metrics_logins[proto][result][metrics_how_index(proto, how)], 1,
                               memory_order_relaxed);
     for (b = 0; b < METRICS_NBUCKETS - 1; b++)
         if (ms <= metrics_bucket_ms[b])
@@ -178,13 +207,16 @@ metrics_render(char **out, size_t *len)
         if (p == METRICS_HTTP || p == METRICS_HTTPS)
             continue;
         for (int r = 0; r < METRICS_RESULT_COUNT; r++)
-            for (int h = 0; h < METRICS_HOW_COUNT; h++)
+            for (int h = 0; h < METRICS_HOW_COUNT; h++) {
+                if (!(metrics_hows[h].where & metrics_how_where(p)))
+                    continue;
                 strbuf_printf(&b,
                               "mfagate_logins_total{protocol=\"%s\",result=\"%s\",how=\"%s\"} "
                               "%llu\n",
                               metrics_proto_names[p], metrics_result_names[r],
-                              metrics_how_names[h],
+                              metrics_hows[h].name,
                               (unsigned long long)metrics_get(&metrics_logins[p][r][h]));
+            }
     }
 
     metrics_head(&b, "mfagate_auth_seconds", "histogram",

@@ -42,9 +42,12 @@ void metrics_conn_close(int proto);
 
 /*
  * A login ended: proto (enum metrics_proto), result (enum metrics_result),
- * how it was decided ("apppw", "passthrough", "refused", "tempfail"; anything
- * else counts as "other"), and how long the decision took in milliseconds
- * (the auth latency histogram, by protocol).
+ * how it was decided, and how long the decision took in milliseconds (the
+ * auth latency histogram, by protocol).  how, for the mail protocols:
+ * "apppw", "passthrough", "refused", "tempfail"; for METRICS_WEB: "password"
+ * (no factor bound), "device" (a trusted browser), "totp", "email",
+ * "recovery", "wechat" (the second factor that signed in), "refused".  Any
+ * other label, or one of the other side's, counts as "other".
  */
 void metrics_login(int proto, int result, const char *how, uint64_t ms);
 

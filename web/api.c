@@ -21,6 +21,7 @@
 #include "auth/device.h"
 #include "auth/keys.h"
 #include "auth/ratelimit.h"
+#include "auth/recovery.h"
 #include "core/log.h"
 #include "core/tls.h"
 #include "core/metrics.h"
@@ -38,7 +39,12 @@ const struct web_route api_routes[] = {
     {"POST", "/api/verify/begin", 0, api_verify_begin},
     {"POST", "/api/verify", 0, api_verify},
     {"POST", "/api/verify/email-code", 0, api_verify_email_code},
+    {"GET", "/api/recovery", 0, api_recovery_info},
     {"POST", "/api/recovery/begin", 0, api_recovery_begin},
+    {"POST", "/api/recovery/confirm", 0, api_recovery_confirm},
+    {"POST", "/api/recovery/finish", 0, api_recovery_finish},
+    {"GET", "/api/recovery-codes", 0, api_recovery_codes_get},
+    {"POST", "/api/recovery-codes", 0, api_recovery_codes_post},
     {"POST", "/api/factors/", 1, api_factors_post},
     {"GET", "/api/app-passwords", 0, api_apppw_list},
     {"POST", "/api/app-passwords", 0, api_apppw_create},
@@ -321,7 +327,15 @@ api_methods(struct web_worker *ww, const char *user, cJSON *arr, int *count)
 {
     struct api_methods_ctx m = {arr, 0, api_email_offered(ww)};
     int r = store_factor_list(api_store(ww), user, api_methods_row, &m);
+    int left = 0;
 
+    /* Unused recovery codes verify too (api_recovery.c). */
+    if (r == STORE_OK)
+        r = store_recovery_count(api_store(ww), user, NULL, &left, NULL);
+    if (r == STORE_OK && left > 0) {
+        cJSON_AddItemToArray(arr, cJSON_CreateString("recovery"));
+        m.count++;
+    }
     *count = m.count;
     return r;
 }
@@ -344,8 +358,13 @@ api_check_code(struct web_worker *ww, struct http_request *req, const struct sto
         r = api_check_email_code(ww, req, ch, code);
         if (r != STORE_OK && r != ACCOUNT_BAD_CODE)
             return r;    /* answered already */
+    } else if (strcmp(method, "recovery") == 0) {
+        r = api_recovery_check(ww, req, ch, code);
+        if (r != STORE_OK && r != ACCOUNT_BAD_CODE)
+            return r;    /* answered, or under way (the handler runs again) */
     } else {
-        http_respond_error(req, 400, "bad_request", "\"method\" must be \"totp\" or \"email\".");
+        http_respond_error(req, 400, "bad_request",
+                           "\"method\" must be \"totp\", \"email\" or \"recovery\".");
         return -1;
     }
     metrics_challenge(r == STORE_OK);
@@ -418,6 +437,9 @@ api_signed_in(struct web_worker *ww, struct http_request *req, const char *user,
         api_cookie(headers + n, sizeof(headers) - n, req, API_DEVICE_COOKIE, device_token,
                    (long)device_days * 86400);
     }
+    /* A second factor proved: a pending account recovery is not wanted. */
+    if (strcmp(how, "password") != 0 && strcmp(how, "device") != 0)
+        api_recovery_signed_in(ww, req, user);
     snprintf(detail, sizeof(detail), "proto=web how=%s", how);
     if (store_batch_audit(api_store(ww), api_now(), user, "login_ok", detail, req->peer) !=
         STORE_OK)
@@ -493,9 +515,10 @@ api_login_password_ok(struct web_worker *ww, struct http_request *req, const cha
         api_reply_store_error(req);
         return;
     }
-    if (count == 0 && !api_email_offered(ww)) {
+    if (!api_email_offered(ww)) {
         /* [web] email_factor = recovery: a backup e-mail is no sign-in
-         * factor; with nothing else bound the password is enough. */
+         * factor; with nothing else bound the password is enough (even
+         * with recovery codes, which are no factor of their own). */
         struct store_factor f;
         int r = store_factor_get(st, user, "email", &f);
 

@@ -3,7 +3,9 @@
  * codes through the worker's mailer, binding an address (begin -> code by
  * mail -> confirm), codes for a sign-in (/api/login/email-code) and for the
  * fresh verification before unbind/change (/api/verify/email-code), and
- * checking such a code.  Account recovery is not built (501).
+ * checking such a code.  Account recovery by the backup address
+ * ([web] email_factor = recovery) is api_recovery.c's; it makes and checks
+ * its codes with api_email_code_new / api_email_code_ok.
  *
  * A code is never stored or logged: a challenge keeps HMAC-SHA256(keys.token,
  * "email-code" | salt | code) with a random salt, written only once the
@@ -654,14 +656,21 @@ done:
     OPENSSL_cleanse(&ch, sizeof(ch));
 }
 
-/* --- recovery (not built) ----------------------------------------------- */
+/* --- codes for api_recovery.c (api_priv.h) ------------------------------ */
 
-void
-api_recovery_begin(struct web_worker *ww, struct http_request *req)
+int
+api_email_code_new(const struct keys *k, char code[7], unsigned char salt[16],
+                   unsigned char mac[32])
 {
-    http_respond_error(req, 501, "not_implemented",
-                       "Account recovery by the backup e-mail is not available on this server "
-                       "yet. Please ask the administrator.");
+    _Static_assert(EMAIL_SALT == 16 && EMAIL_MAC == 32, "api_priv.h's sizes");
+    return email_new_code(k, code, salt, mac);
+}
+
+int
+api_email_code_ok(const struct keys *k, const unsigned char salt[16], const unsigned char mac[32],
+                  const char *code)
+{
+    return email_code_matches(k, salt, mac, code);
 }
 
 /* --- the worker's mailer ------------------------------------------------ */

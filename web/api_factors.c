@@ -74,9 +74,8 @@ api_add_port(cJSON *o, const char *name, int port)
         cJSON_AddNullToObject(o, name);
 }
 
-/* The Host header without its port, if it looks like a host name or an
- * address; else the configured host name. */
-static void
+/* (api_priv.h) The Host header without its port, or the host name. */
+void
 api_host(struct web_worker *ww, const struct http_request *req, char *out, size_t outlen)
 {
     const char *h = http_header(req, "Host");

@@ -22,6 +22,7 @@
 #define API_STR_MAX 256            /* any string field of a request body */
 
 struct api_pending;
+struct api_rc_answer;
 struct mailer;
 
 /* api.c's per-worker state (ww->api). */
@@ -30,6 +31,8 @@ struct api_worker {
     SSL_CTX *tls_client;           /* for a backend with TLS; NULL otherwise */
     struct api_pending *pending;   /* requests waiting on the backend or the pool */
     struct mailer *mailer;         /* e-mail codes; NULL when [mail] relay is empty */
+    struct api_rc_answer *rc_answer;  /* api_recovery.c: a KDF's answer, during a handler's
+                                       * second run only */
     int stopping;
 };
 
@@ -103,6 +106,27 @@ int api_check_code(struct web_worker *ww, struct http_request *req,
 int api_check_email_code(struct web_worker *ww, struct http_request *req,
                          const struct store_challenge *ch, const char *code);
 
+/*
+ * api_recovery.c: checks a recovery code for the user of challenge ch, as
+ * api_check_code.  The KDF runs on the thread pool: the first call returns
+ * -1 with the request taken over, and the handler (api_login_verify or
+ * api_verify) is run again once the answer is in; that run gets STORE_OK
+ * (the code is used up) or ACCOUNT_BAD_CODE.
+ */
+int api_recovery_check(struct web_worker *ww, struct http_request *req,
+                       const struct store_challenge *ch, const char *code);
+
+/* api_recovery.c: user signed in with a second factor; a pending account
+ * recovery is cancelled. */
+void api_recovery_signed_in(struct web_worker *ww, struct http_request *req, const char *user);
+
+/* api_email.c: a new 6-digit code and its MAC with a fresh salt (0 or -1),
+ * and whether code matches them (1 or 0, in constant time). */
+int api_email_code_new(const struct keys *k, char code[7], unsigned char salt[16],
+                       unsigned char mac[32]);
+int api_email_code_ok(const struct keys *k, const unsigned char salt[16],
+                      const unsigned char mac[32], const char *code);
+
 /* 1 if a code by e-mail may sign in / verify ([web] email_factor). */
 int api_email_offered(struct web_worker *ww);
 
@@ -130,6 +154,10 @@ void api_email_confirm(struct web_worker *ww, struct http_request *req, struct a
 /* The "methods" array of the factor kinds user has bound that can verify. */
 int api_methods(struct web_worker *ww, const char *user, cJSON *arr, int *count);
 
+/* The Host header without its port, if it looks like a host name or an
+ * address; else the configured host name. */
+void api_host(struct web_worker *ww, const struct http_request *req, char *out, size_t outlen);
+
 /* The last path segment after prefix as a positive id; 0 or -1. */
 int api_path_id(const struct http_request *req, const char *prefix, int64_t *id);
 
@@ -154,6 +182,11 @@ void api_verify_begin(struct web_worker *ww, struct http_request *req);
 void api_verify(struct web_worker *ww, struct http_request *req);
 void api_verify_email_code(struct web_worker *ww, struct http_request *req);
 void api_recovery_begin(struct web_worker *ww, struct http_request *req);
+void api_recovery_info(struct web_worker *ww, struct http_request *req);
+void api_recovery_confirm(struct web_worker *ww, struct http_request *req);
+void api_recovery_finish(struct web_worker *ww, struct http_request *req);
+void api_recovery_codes_get(struct web_worker *ww, struct http_request *req);
+void api_recovery_codes_post(struct web_worker *ww, struct http_request *req);
 void api_apppw_list(struct web_worker *ww, struct http_request *req);
 void api_apppw_create(struct web_worker *ww, struct http_request *req);
 void api_apppw_delete(struct web_worker *ww, struct http_request *req);

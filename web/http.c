@@ -687,6 +687,14 @@ http_on_header_field(llhttp_t *p, const char *at, size_t len)
     struct http_conn *hc = http_of(p);
     struct http_req *r = hc->req;
 
+    /*
+     * After the head, fields are the trailer of a chunked body.  They are
+     * discarded (RFC 9112 7.1.2 allows it): kept, they would grow the arena
+     * after the request's pointers into it were set, and be counted in
+     * nheaders without a name.  (Found by tests/fuzz/fuzz_http.c.)
+     */
+    if (r->head_done)
+        return 0;
     if (!r->in_field) {
         if (r->pub.nheaders >= HTTP_MAX_HEADERS)
             return http_cb_fail(hc, 431);
@@ -702,6 +710,8 @@ http_on_header_field_complete(llhttp_t *p)
     struct http_conn *hc = http_of(p);
     struct http_req *r = hc->req;
 
+    if (r->head_done)
+        return 0;    /* a trailer field: discarded */
     if (!r->in_field) {
         /* An empty name cannot pass llhttp, but stay consistent anyway. */
         if (r->pub.nheaders >= HTTP_MAX_HEADERS)
@@ -718,6 +728,8 @@ http_on_header_value(llhttp_t *p, const char *at, size_t len)
     struct http_conn *hc = http_of(p);
     struct http_req *r = hc->req;
 
+    if (r->head_done)
+        return 0;    /* a trailer field: discarded */
     if (!r->in_value) {
         r->value_off[r->pub.nheaders] = r->arena_len;
         r->in_value = 1;
@@ -731,6 +743,8 @@ http_on_header_value_complete(llhttp_t *p)
     struct http_conn *hc = http_of(p);
     struct http_req *r = hc->req;
 
+    if (r->head_done)
+        return 0;    /* a trailer field: discarded */
     if (!r->in_value)
         r->value_off[r->pub.nheaders] = r->arena_len;
     r->in_value = 0;

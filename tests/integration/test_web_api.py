@@ -382,7 +382,7 @@ def metrics_value(web, tls_ctx, name):
 def test_wrong_codes_then_429(web, tls_ctx):
     """carol: five wrong codes use the challenge up (and /metrics counts them)."""
     failed = 'mfagate_challenges_total{result="failed"}'
-    web_ok = 'mfagate_logins_total{protocol="web",result="ok",how="other"}'
+    web_ok = 'mfagate_logins_total{protocol="web",result="ok",how="password"}'
     failed_before = metrics_value(web, tls_ctx, failed)
     b = Browser(web, tls_ctx)
     b.signed_in("carol", "carolpw")

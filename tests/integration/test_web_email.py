@@ -194,10 +194,16 @@ def test_wrong_codes_count_then_locked(web, sink, tls_ctx):
     assert "mfa_session" not in b2.cookies
 
 
-def test_recovery_not_built(web, tls_ctx):
+def test_recovery_only_in_recovery_mode(web, tls_ctx):
+    """Here the e-mail signs in by itself: no account recovery by e-mail
+    (test_web_recovery.py has the recovery mode)."""
     b = Browser(web, tls_ctx)
-    st, obj = b.request("POST", "/api/recovery/begin", {"user": "alice"})
-    assert st == 501 and obj["error"] == "not_implemented", obj
+    st, obj = b.request("GET", "/api/recovery")
+    assert st == 200 and obj["by_email"] is False, obj
+    for route in ("begin", "confirm", "finish"):
+        st, obj = b.request("POST", "/api/recovery/" + route, {"user": "alice",
+                                                               "code": "123456"})
+        assert st == 403 and obj["error"] == "not_offered", (route, obj)
 
 
 def test_relay_down_is_502_and_nothing_bound(make_mfagate, tls_ctx):
