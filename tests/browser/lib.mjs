@@ -233,3 +233,146 @@ export async function apiGet(page, p) {
     return { status: r.status, body: await r.json().catch(() => null) };
   }, p);
 }
+
+// ---- WeChat: the stand-in and the phone ------------------------------------
+//
+// run.py starts a stand-in for WeChat's server API (tests/wechat_standin.py)
+// and gives mfagate's [wechat] its URL (MFA_WECHAT_STANDIN).  The phone is
+// tests/phone_sim.py, which does over /api/mp/ what the mini program does;
+// it logs in with a wx.login code that the stand-in mints for an openid
+// (POST /_standin/code {"openid"} -> {"code"}), so each Phone is one WeChat
+// account.
+
+export const STANDIN = process.env.MFA_WECHAT_STANDIN || "";
+const PHONE_SIM = process.env.MFA_PHONE_SIM || path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "phone_sim.py");
+const PYTHON = process.env.MFA_PYTHON || "/usr/bin/python3";
+
+// POST (or GET, with body null) to the stand-in's control API; resolves to its JSON.
+export async function standin(p, body = {}, base = STANDIN) {
+  assert.ok(base, "run.py sets MFA_WECHAT_STANDIN");
+  const r = body === null ? await fetch(base + p)
+    : await fetch(base + p, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const text = await r.text();
+  assert.ok(r.ok, `stand-in ${p}: HTTP ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+let phoneSeq = 0;
+
+export class Phone {
+  // openid: the WeChat account; base: the mfagate it talks to; standinBase:
+  // the stand-in that mints its login codes.
+  constructor(openid, { base = BASE, standinBase = STANDIN } = {}) {
+    this.openid = openid;
+    this.base = base;
+    this.standinBase = standinBase;
+    const dir = fs.mkdtempSync(path.join(process.env.TMPDIR || "/tmp", "mfa-phone-"));
+    this.state = path.join(dir, `phone-${process.pid}-${++phoneSeq}.json`);
+  }
+
+  // Runs phone_sim.py with a fresh wx.login code (used only when it has no
+  // token yet, or the server forgot it); resolves to {status, stdout, stderr}.
+  async run(...args) {
+    const { code } = await standin("/_standin/code", { openid: this.openid }, this.standinBase);
+    const argv = [PHONE_SIM, "--base", this.base, "--state", this.state, "--code", code];
+    if (process.env.MFA_CAFILE) argv.push("--cafile", process.env.MFA_CAFILE);
+    argv.push(...args);
+    const { execFile } = await import("node:child_process");
+    return new Promise((resolve) => {
+      execFile(PYTHON, argv, { timeout: 30000 }, (err, stdout, stderr) => {
+        resolve({ status: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr });
+      });
+    });
+  }
+
+  async ok(...args) {
+    const r = await this.run(...args);
+    assert.equal(r.status, 0, `phone_sim ${args.join(" ")} (${this.openid}) failed: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  // The request behind a scanned QR: {kind, mailbox, addr, time, expires}.
+  async show(scene) {
+    return JSON.parse(await this.ok("--json", "show", scene));
+  }
+
+  async answer(scene, answer) {
+    await this.ok("answer", scene, answer);
+  }
+
+  // [{mailbox, secret, ...}]: the mailboxes bound to this WeChat account.
+  async accounts() {
+    return JSON.parse(await this.ok("--json", "accounts")).accounts;
+  }
+
+  // A call to /api/mp/ as the mini program makes it, with phone_sim's token
+  // (for what phone_sim has no command for: a pushed request's number).
+  async mp(method, p, body) {
+    if (!fs.existsSync(this.state)) await this.ok("login");
+    const { token } = JSON.parse(fs.readFileSync(this.state, "utf8"));
+    const https = await import("node:https");
+    const u = new URL(this.base + p);
+    const data = body === undefined ? null : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = https.request({
+        host: u.hostname, port: u.port, path: u.pathname, method,
+        ca: process.env.MFA_CAFILE ? fs.readFileSync(process.env.MFA_CAFILE) : undefined,
+        rejectUnauthorized: !!process.env.MFA_CAFILE,
+        headers: Object.assign({ "Authorization": "Bearer " + token, "Accept": "application/json" },
+          data ? { "Content-Type": "application/json", "Content-Length": data.length } : {}),
+      }, (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => { text += d; });
+        res.on("end", () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null }));
+      });
+      req.on("error", reject);
+      if (data) req.write(data);
+      req.end();
+    });
+  }
+
+  // The mini program's current code for a mailbox (RFC 6238 over the secret
+  // the server gave, as phone_sim computes it).
+  async codeFor(mailbox) {
+    const out = await this.ok("accounts");
+    const line = out.split("\n").find((l) => l.split("\t")[0] === mailbox);
+    assert.ok(line, `${mailbox} is not among ${this.openid}'s accounts:\n${out}`);
+    return line.split("\t")[1];
+  }
+}
+
+// The scene of the QR on screen (data-testid=scan-scene), once it waits.
+export async function scanScene(page, { qr: withQr = true } = {}) {
+  await page.waitForSelector("[data-testid=scan-status][data-state=pending], [data-testid=scan-status][data-state=error]");
+  if (await page.$("[data-testid=scan-status][data-state=error]"))
+    assert.fail("the QR did not come: " + (await page.textContent("[data-testid=scan-error]")));
+  const scene = (await page.textContent("[data-testid=scan-scene]")).trim();
+  assert.match(scene, /^[A-Za-z0-9]{1,32}$/);
+  if (!withQr) return scene;   // a pushed request has no QR
+  const qr = await page.$eval("[data-testid=scan-qr]", (img) => ({ src: img.src.slice(0, 11), w: img.naturalWidth, ok: img.complete }));
+  assert.equal(qr.src, "data:image/");
+  assert.ok(qr.ok && qr.w > 0, "the QR image loaded");
+  return scene;
+}
+
+// Binds WeChat from the settings page with the phone (图 2-6-1 → 2-6-4).
+export async function bindWechat(page, phone, shot) {
+  await page.click("#bind-wechat");
+  await page.waitForSelector("#wx-bind-dialog");
+  const scene = await scanScene(page);
+  assert.equal((await page.textContent("#wx-bind-dialog .scan-hint")).trim(), "请打开【微信】扫码绑定");
+  if (shot) await shot(page, "bind-wechat-qr");
+  const req = await phone.show(scene);
+  assert.equal(req.kind, "bind");
+  await phone.answer(scene, "confirm");
+  await page.waitForSelector("#wx-bind-dialog", { state: "detached" });
+  await page.waitForSelector("#factor-wechat[data-bound='1']");
+  assert.ok((await page.textContent("#toast")).includes("绑定成功"));
+}
+
+// Switches the stand-in down (every WeChat API call answers HTTP 500, which
+// mfagate counts as WeChat unreachable) or back up.
+export async function wechatDown(down, base = STANDIN) {
+  await standin("/_standin/fail", down ? { mode: "http500", count: 1000000 } : { mode: "none" }, base);
+}

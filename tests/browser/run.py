@@ -34,11 +34,18 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration", "harness"))
 from dovecot import Dovecot, free_ports  # noqa: E402
 from mfagate import Mfagate  # noqa: E402
 from smtpsink import SmtpSink  # noqa: E402
+try:  # the stand-in for WeChat's server API (issue 5)
+    import wechat as wechat_harness  # noqa: E402
+except ImportError:
+    wechat_harness = None
 
 # One user per test file (a TOTP code is good once per user, and trusted
 # devices are per user), so the files can run in parallel.
 USERS = {name: "%s-pass-42" % name for name in (
-    "una", "otto", "tess", "pam", "lin", "eli", "dee", "erin", "vic")}
+    "una", "otto", "tess", "pam", "lin", "eli", "dee", "erin", "vic",
+    # wechat-*.test.mjs
+    "wbind", "wtrust", "wtemp", "wcode", "wdeny", "wexp", "wunscan", "wuncode",
+    "wrebind", "wdown", "wpush")}
 
 # The mail listeners as well as https: the client-specific password is tried
 # over IMAPS, and the settings table shows every port.
@@ -51,6 +58,71 @@ def node_version(node):
         return tuple(int(x) for x in out.strip().lstrip("v").split(".")[:2])
     except (OSError, ValueError):
         return (0, 0)
+
+
+class WechatServers:
+    """WeChat for the browser tests (issue 5): the stand-in for WeChat's
+    server API (tests/wechat_standin.py through harness/wechat.py), whose
+    [wechat] section the main mfagate gets; and, when WeChat test files run,
+    two more https-only servers: one with its own stand-in that
+    wechat-down switches off (the others keep theirs), and one with a short
+    scene lifetime for wechat-expired, if the binary takes [wechat]
+    scene_ttl.  Without harness/wechat.py, nothing (WeChat stays off)."""
+
+    SHORT_TTL = "8s"
+
+    def __init__(self, work, dc, certdir, extra):
+        self.work, self.dc, self.certdir, self.extra = work, dc, certdir, extra
+        self.wx = self.wx_down = None
+        self.mg_down = self.mg_short = None
+
+    def _standin(self, name):
+        return wechat_harness.WechatStandin(os.path.join(self.work, name)).start()
+
+    def start(self):
+        """Starts the main stand-in; the overrides for the main mfagate."""
+        if wechat_harness is None:
+            return {}
+        self.wx = self._standin("wechat")
+        return {"wechat": self.wx.config(qr="wxacode")}
+
+    def start_extra(self):
+        if self.wx is None or not self.extra:
+            return
+        self.wx_down = self._standin("wechat-down")
+        self.mg_down = Mfagate(os.path.join(self.work, "mfagate-wxdown"), self.dc, self.certdir,
+                               listen=("https",),
+                               overrides={"wechat": self.wx_down.config(qr="wxacode")})
+        self.mg_down.start()
+        short = Mfagate(os.path.join(self.work, "mfagate-short"), self.dc, self.certdir,
+                        listen=("https",),
+                        overrides={"wechat": self.wx.config(qr="wxacode",
+                                                            scene_ttl=self.SHORT_TTL)})
+        if short.cli("check-config", check=False).returncode == 0:
+            self.mg_short = short.start()
+        else:
+            print("run.py: this mfagate has no [wechat] scene_ttl: wechat-expired waits "
+                  "out the default scene lifetime (5 minutes)", flush=True)
+
+    def env(self):
+        e = {}
+        if self.wx is not None:
+            e["MFA_WECHAT_STANDIN"] = self.wx.base
+        if self.mg_down is not None:
+            e["MFA_WXDOWN_URL"] = self.mg_down.web_url("").rstrip("/")
+            e["MFA_WXDOWN_STANDIN"] = self.wx_down.base
+        if self.mg_short is not None:
+            e["MFA_SHORT_URL"] = self.mg_short.web_url("").rstrip("/")
+            e["MFA_SHORT_TTL"] = self.SHORT_TTL
+        return e
+
+    def servers(self):
+        return (self.mg_down, self.mg_short)
+
+    def stop(self):
+        for wx in (self.wx, self.wx_down):
+            if wx is not None:
+                wx.stop()
 
 
 def main(argv):
@@ -82,15 +154,20 @@ def main(argv):
     mail_dir = os.path.join(work, "mail")
     sink = SmtpSink(mail_dir).start()
     mg = mg_dead = None
+    wechat = WechatServers(work, dc, certdir,
+                           extra=any(f.startswith("wechat-") for f in files))
     ok = False
     rc = 1
     counts = {"pass": 0, "fail": 0}
     try:
         dc.start()
+        overrides = {"mail": {"relay": "smtp://127.0.0.1:%d" % sink.port,
+                              "from": "mfagate@example.test"}}
+        overrides.update(wechat.start())
         mg = Mfagate(os.path.join(work, "mfagate"), dc, certdir, listen=LISTEN,
-                     overrides={"mail": {"relay": "smtp://127.0.0.1:%d" % sink.port,
-                                         "from": "mfagate@example.test"}})
+                     overrides=overrides)
         mg.start()
+        wechat.start_extra()
         # Nothing listens on this port: every backend login fails to connect.
         dead_port = free_ports(1)[0]
         mg_dead = Mfagate(os.path.join(work, "mfagate-dead"), dc, certdir, listen=("https",),
@@ -109,7 +186,9 @@ def main(argv):
             "MFA_CHROMIUM": chromium,
             "MFA_CAFILE": os.path.join(certdir, "server.crt"),
             "MFA_MAIL_DIR": mail_dir,
+            "MFA_PHONE_SIM": os.path.join(REPO, "tests", "phone_sim.py"),
         })
+        env.update(wechat.env())
         cmd = [node, "--test", "--test-reporter=spec", "--test-reporter-destination=stdout"]
         if node_version(node) >= (20, 10):
             # One Chromium per test file; files use different users.
@@ -126,7 +205,7 @@ def main(argv):
         rc = proc.wait()
         ok = rc == 0
     finally:
-        for server in (mg, mg_dead):
+        for server in (mg, mg_dead) + wechat.servers():
             if server is None:
                 continue
             try:
@@ -134,6 +213,7 @@ def main(argv):
             except AssertionError as e:
                 print("run.py: mfagate did not stop cleanly: %s" % e)
                 ok, rc = False, rc or 1
+        wechat.stop()
         dc.close()
         sink.stop()
         if ok:

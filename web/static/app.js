@@ -255,9 +255,10 @@
 
   function secondFactor(opts) {
     var methods = opts.methods || [];
-    var codeMethods = methods.filter(function (m) { return m === "totp" || m === "email"; });
+    var codeMethods = methods.filter(function (m) { return m === "totp" || m === "email" || m === "recovery"; });
     var hasScan = methods.indexOf("wechat") >= 0;
     var method = codeMethods.indexOf("totp") >= 0 ? "totp" : (codeMethods[0] || "totp");
+    if (hasScan) { codeMethods.unshift("wechat"); method = "wechat"; }   // 图 2-7-2 right: the mini program's code
 
     var err = errorBox("sf-error");
     var tabScan = h("button", { type: "button", role: "tab", class: "tab", id: "sf-tab-scan", testid: "sf-tab-scan",
@@ -283,13 +284,20 @@
       ? h("div", { class: "check" }, [trust, h("label", { for: "sf-trust", text: t("sf.trust") })]) : null;
     var switchBtn = h("button", { type: "button", class: "link-btn", id: "sf-switch", testid: "sf-switch",
       text: t("sf.switch"), hidden: codeMethods.length < 2 });
+    var useRc = recoveryLink(methods, function () {
+      if (codePanel.hidden) selectTab(false);
+      method = "recovery";
+      showMethod();
+      code.focus();
+    });
     var codePanel = h("div", { class: "panel", id: "sf-panel-code", role: "tabpanel" }, [
       methodLine, hint,
       h("div", { class: "code-row" }, [
         h("label", { for: "sf-code", class: "sr-only", text: t("sf.code.label") }), code, sendBtn
       ]),
       sent, trustRow,
-      hasScan ? h("p", { class: "muted small", text: t("sf.code.alt") }) : null
+      hasScan ? h("p", { class: "muted small", text: t("sf.code.alt") }) : null,
+      useRc
     ]);
 
     var ok = h("button", { type: "submit", class: "btn primary", id: "sf-ok", testid: "sf-ok", text: t("btn.ok") });
@@ -310,6 +318,7 @@
       methodLine.textContent = t("sf.method." + method);
       hint.textContent = t("sf.code.hint." + method);
       sendBtn.hidden = method !== "email";
+      recoveryInput(code, useRc, method);
       sent.hidden = true;
       code.value = "";
       showError(err, "");
@@ -324,6 +333,7 @@
       scanPanel.hidden = !scan;
       codePanel.hidden = scan;
       ok.hidden = scan;
+      if (scan && scanCtl) scanCtl.start();
     }
     tabScan.addEventListener("click", function () { selectTab(true); });
     tabCode.addEventListener("click", function () { selectTab(false); });
@@ -385,8 +395,226 @@
         }
       });
     });
+    var scanCtl = hasScan ? wechatScanPanel(scanPanel, opts, function (r) {
+      finished = true;
+      m.close();
+      opts.onDone(r);
+    }, function () { selectTab(false); code.focus(); }) : null;
+    if (scanCtl) {
+      onModalClose(m, scanCtl.stop);
+      // 更换验证方式 on the scan tab: to the code tab's next method.
+      switchBtn.addEventListener("click", function () { if (codePanel.hidden) selectTab(false); });
+      selectTab(true);
+    }
     code.focus();
     return m;
+  }
+
+  // ---- recovery: one-time codes, and the account recovery by e-mail -------
+  //
+  // web/API.md "Recovery codes" and "Backup e-mail".  Codes are shown once,
+  // in the dialog that made them; the page never keeps them.
+
+  // The "use a recovery code" link of the second-factor dialog (null if the
+  // user has none left).
+  function recoveryLink(methods, onUse) {
+    if (methods.indexOf("recovery") < 0) return null;
+    return h("p", { class: "small" }, [h("button", { type: "button", class: "link-btn", id: "sf-use-recovery",
+      testid: "sf-use-recovery", text: t("sf.use_recovery"), on: { click: onUse } })]);
+  }
+
+  // The code field takes "xxxxx-xxxxx" for a recovery code, six digits else.
+  function recoveryInput(code, link, method) {
+    var rc = method === "recovery";
+    code.maxLength = rc ? 16 : 8;
+    code.setAttribute("inputmode", rc ? "text" : "numeric");
+    code.setAttribute("autocomplete", rc ? "off" : "one-time-code");
+    code.placeholder = rc ? t("rc.code.ph") : t("sf.code.ph");
+    if (link) link.hidden = rc;
+  }
+
+  // The 恢复码 card under the factors (signed in).
+  function recoveryCard(view, hasFactor) {
+    var err = errorBox("rc-error");
+    var status = h("p", { id: "rc-status", testid: "rc-status", text: t("loading") });
+    var gen = h("button", { type: "button", class: "btn primary", id: "rc-generate", testid: "rc-generate",
+      text: t("rc.generate"), disabled: !hasFactor });
+    var sec = h("section", { class: "card", id: "rc-card", testid: "rc-card", "aria-labelledby": "rc-card-title" }, [
+      h("h2", { id: "rc-card-title", text: t("rc.title") }),
+      h("p", { class: "muted", text: t("rc.intro") }),
+      status,
+      hasFactor ? null : h("p", { class: "muted small", id: "rc-need-factor", text: t("rc.need_factor") }),
+      h("div", { class: "toolbar" }, [gen]),
+      err
+    ]);
+    view.appendChild(sec);
+    var have = 0;
+    function load() {
+      return api("GET", "/api/recovery-codes").then(function (r) {
+        have = r.total;
+        sec.setAttribute("data-left", String(r.left));
+        status.textContent = r.total ? t("rc.left", { left: r.left, total: r.total, created: fmtTime(r.created) })
+          : t("rc.none");
+        gen.textContent = r.total ? t("rc.regenerate") : t("rc.generate");
+      }, function (e) { if (!handleAuthLoss(e)) showError(err, errText(e)); });
+    }
+    function make() {
+      gen.disabled = true;
+      showError(err, "");
+      return api("POST", "/api/recovery-codes", {}).then(function (r) {
+        gen.disabled = false;
+        recoveryCodesDialog(r.codes, load);
+      }, function (e) {
+        gen.disabled = false;
+        if (!handleAuthLoss(e)) showError(err, errText(e));
+        throw e;
+      });
+    }
+    gen.addEventListener("click", function () {
+      if (!have) { make().catch(function () {}); return; }
+      confirmBox(t("rc.regenerate.confirm"), t("rc.regenerate"), make);
+    });
+    load();
+  }
+
+  // The new codes, shown once.
+  function recoveryCodesDialog(codes, reload) {
+    var list = h("ol", { class: "rc-list", id: "rc-list", testid: "rc-list" }, codes.map(function (c) {
+      return h("li", { testid: "rc-code", class: "password", text: c });
+    }));
+    var copy = h("button", { type: "button", class: "btn small", id: "rc-copy", testid: "rc-copy", text: t("btn.copy") });
+    var copyMsg = h("span", { class: "muted", id: "rc-copy-status", testid: "rc-copy-status", role: "status" });
+    copy.addEventListener("click", function () {
+      copyText(codes.join("\n")).then(function () {
+        copy.textContent = t("btn.copied");
+        copyMsg.textContent = "";
+      }, function () {
+        copyMsg.textContent = t("ap.copy.failed");
+        selectNode(list);
+      });
+    });
+    var done = h("button", { type: "button", class: "btn primary", id: "rc-done", testid: "rc-done", text: t("btn.done") });
+    var m = modal({
+      id: "rc-dialog", title: t("rc.result.title"),
+      body: [h("p", { text: t("rc.result.note") }), list, h("div", { class: "pw-row" }, [copy, copyMsg]),
+        h("p", { class: "warn", text: t("rc.result.warn") })],
+      buttons: [done],
+      onCancel: reload
+    });
+    done.addEventListener("click", function () { m.close(); reload(); });
+    done.focus();
+  }
+
+  // "Lost your phone?" under the sign-in form, when this server recovers
+  // accounts by e-mail ([web] email_factor = recovery).
+  function lostPhoneLink(card, userInput) {
+    api("GET", "/api/recovery").then(function (r) {
+      if (!r || !r.by_email || !document.body.contains(card)) return;
+      card.appendChild(h("p", { class: "small lost" }, [h("button", { type: "button", class: "link-btn",
+        id: "login-lost", testid: "login-lost", text: t("rec.link"),
+        on: { click: function () { recoveryDialog(userInput.value.trim(), r.wait); } } })]));
+    }, function () {});
+  }
+
+  // Account recovery by the backup e-mail: begin -> code -> confirm -> (the
+  // wait) -> finish: a second code -> the lost methods are removed.
+  function recoveryDialog(user, waitS) {
+    var err = errorBox("rec-error");
+    var who = h("input", { id: "rec-user", testid: "rec-user", type: "text", autocomplete: "username",
+      placeholder: t("login.user.ph"), value: user || "" });
+    var code = h("input", { id: "rec-code", testid: "rec-code", type: "text", inputmode: "numeric",
+      autocomplete: "one-time-code", maxlength: "8", placeholder: t("sf.code.ph"), disabled: true });
+    var info = h("p", { class: "ok-text", id: "rec-status", testid: "rec-status", role: "status", hidden: true });
+    var send = h("button", { type: "button", class: "btn small", id: "rec-send", testid: "rec-send", text: t("sf.email.send") });
+    var fin = h("button", { type: "button", class: "btn", id: "rec-finish", testid: "rec-finish", text: t("rec.finish") });
+    var ok = h("button", { type: "submit", class: "btn primary", id: "rec-ok", testid: "rec-ok", text: t("btn.ok"),
+      form: "rec-form", disabled: true });
+    var close = h("button", { type: "button", class: "btn", id: "rec-cancel", testid: "rec-cancel", text: t("btn.close") });
+    var form = h("form", { id: "rec-form", novalidate: true }, [
+      h("p", { text: t("rec.intro", { wait: recoveryWaitText(waitS) }) }),
+      field("rec-user", t("login.user"), who),
+      h("div", { class: "code-row" }, [h("label", { for: "rec-code", class: "sr-only", text: t("sf.code.label") }), code, send]),
+      info, err
+    ]);
+    var m = modal({ id: "rec-dialog", title: t("rec.title"), body: [form], buttons: [fin, h("span", { class: "spacer" }), ok, close] });
+    var step = "confirm";    // what a code in the field is for: "confirm" or "finish"
+    close.addEventListener("click", m.close);
+
+    function name() {
+      var u = who.value.trim();
+      if (!u) { showError(err, t("login.missing")); who.focus(); }
+      return u;
+    }
+    function say(text) { info.textContent = text; info.hidden = !text; }
+    function codeSent(r, next) {
+      step = next;
+      say(t("sf.email.sent", { to: r && r.sent_to ? r.sent_to : "" }));
+      code.disabled = false;
+      ok.disabled = false;
+      code.value = "";
+      code.focus();
+    }
+    function failed(e) {
+      if (e.code === "too_early") {
+        say(t("rec.too_early", { time: fmtTime(e.body.ready_at) }));
+        return;
+      }
+      showError(err, errText(e));
+    }
+
+    send.addEventListener("click", function () {
+      var u = name();
+      if (!u) return;
+      showError(err, "");
+      send.disabled = true;
+      api("POST", "/api/recovery/begin", { user: u }).then(function (r) {
+        send.disabled = false;
+        codeSent(r, "confirm");
+      }, function (e) { send.disabled = false; failed(e); });
+    });
+    fin.addEventListener("click", function () {
+      var u = name();
+      if (!u) return;
+      showError(err, "");
+      say("");
+      fin.disabled = true;
+      api("POST", "/api/recovery/finish", { user: u }).then(function (r) {
+        fin.disabled = false;
+        codeSent(r, "finish");
+      }, function (e) { fin.disabled = false; failed(e); });
+    });
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var u = name(), c = code.value.replace(/\s+/g, "");
+      if (!u) return;
+      if (!c) { showError(err, t("sf.missing")); code.focus(); return; }
+      showError(err, "");
+      ok.disabled = true;
+      api("POST", "/api/recovery/" + step, { user: u, code: c }).then(function (r) {
+        code.value = "";
+        code.disabled = true;
+        if (step === "confirm") {
+          say(t("rec.waiting", { time: fmtTime(r.ready_at) }));
+        } else {
+          say(t("rec.done", { kinds: (r.removed || []).map(function (k) { return t("ts.kind." + k); }).join("、") || t("none") }));
+          fin.disabled = true;
+          send.disabled = true;
+        }
+      }, function (e) {
+        ok.disabled = false;
+        failed(e);
+        code.select();
+      });
+    });
+    who.focus();
+    return m;
+  }
+
+  function recoveryWaitText(s) {
+    s = s || 0;
+    if (s >= 3600 && s % 3600 === 0) return t("rec.hours", { n: s / 3600 });
+    if (s >= 60 && s % 60 === 0) return t("rec.minutes", { n: s / 60 });
+    return t("rec.seconds", { n: s });
   }
 
   // ---- the frame -----------------------------------------------------------
@@ -469,6 +697,7 @@
     ]);
     var card = page(view, "page-login", t("login.title"), [form]);
     card.classList.add("narrow");
+    lostPhoneLink(card, user);
 
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
@@ -515,9 +744,9 @@
 
     var rows = KINDS.map(function (kind) {
       var f = factors[kind];
-      var later = kind === "wechat";   // WeChat comes with a later issue
+      var later = kind === "wechat" && !wechatOffered();   // WeChat off on this server
       var status;
-      if (later) status = h("span", { class: "badge muted", text: t("ts.later") });
+      if (later) status = h("span", { class: "badge muted", text: t("ts.wechat.off") });
       else if (f) status = h("span", { class: "badge ok", text: f.label ? f.label : t("ts.bound") });
       else status = h("span", { class: "badge", text: t("ts.notbound") });
       var buttons;
@@ -560,6 +789,7 @@
         h("span", { class: "muted", text: " " + t("ts.apppw.hint") })
       ])
     ]);
+    recoveryCard(view, (state.me.factors || []).length > 0);
   }
 
   function refreshTwoStep(message) {
@@ -588,6 +818,7 @@
   function startBind(kind, grant) {
     if (kind === "totp") bindTotp(grant);
     else if (kind === "email") bindEmail(grant);
+    else if (kind === "wechat") bindWechat(grant);
   }
 
   // Third-party OTP: the QR and the key from begin, confirmed by one code.
@@ -702,6 +933,320 @@
     var bin = "";
     for (var i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
     return window.btoa(bin);
+  }
+
+  // ---- WeChat (issue 5; 图 2-6-2..4, 2-7-2/3, 3-5-2/3, 3-6-2/3/6) -----------
+  //
+  // A *scene* (web/API.md, "WeChat") is what a QR code carries: the page
+  // shows it, the phone (the mini program, or tests/phone_sim.py) answers it,
+  // and the page learns the answer by long-polling GET /api/scan/<scene>/wait.
+  // scanBox() is that QR with its wait and its states; the bind dialog and
+  // the second-factor dialog's 扫码授权 tab both use it.
+
+  var wechat = { off: false, pushOff: false };
+
+  // Whether this server offers WeChat: /api/me may say so ("wechat": bool);
+  // else it is assumed on until a route answers 404 wechat_off.
+  function wechatOffered() {
+    if (state.me && typeof state.me.wechat === "boolean") return state.me.wechat;
+    return !wechat.off;
+  }
+
+  // Runs f when the modal m closes, however it closes (button, Escape,
+  // closeAllModals on a route change): the wait must not outlive its QR.
+  function onModalClose(m, f) {
+    var close = m.close;
+    m.close = function () { f(); close(); };
+  }
+
+  // Waits for the phone's answer: GET /api/scan/<scene>/wait again while it
+  // says "pending"; onFinal(state, answer) once with approved, denied,
+  // expired, used, or "error" (with the ApiError).  A network error or a 5xx
+  // is retried a few times with a pause.  Past the scene's lifetime (plus a
+  // margin) without an answer, the page calls it expired itself.
+  function waitScene(scene, expiresIn, onFinal) {
+    var stopped = false, ctrl = null, failures = 0, timer = null;
+    var deadline = Date.now() + ((expiresIn > 0 ? expiresIn : 300) + 15) * 1000;
+    function finish(st, extra) {
+      if (stopped) return;
+      stopped = true;
+      onFinal(st, extra);
+    }
+    function again(ms) { timer = setTimeout(once, ms); }
+    function once() {
+      if (stopped) return;
+      if (Date.now() > deadline) { finish("expired"); return; }
+      ctrl = typeof AbortController === "function" ? new AbortController() : null;
+      fetch("/api/scan/" + encodeURIComponent(scene) + "/wait", {
+        credentials: "same-origin", cache: "no-store",
+        headers: { "Accept": "application/json" }, signal: ctrl ? ctrl.signal : undefined
+      }).then(function (r) {
+        return r.text().then(function (text) {
+          var b = null;
+          try { b = text ? JSON.parse(text) : null; } catch (e) { b = null; }
+          return { status: r.status, body: b };
+        });
+      }).then(function (res) {
+        if (stopped) return;
+        var b = res.body || {};
+        if (res.status === 200) {
+          failures = 0;
+          if (b.state === "pending" || !b.state) { again(0); return; }
+          finish(b.state, b.answer);
+        } else if (res.status === 410 || (res.status === 404 && b.error !== "wechat_off")) {
+          finish("expired");
+        } else if (res.status >= 500 && ++failures <= 5) {
+          again(1000 * failures);
+        } else {
+          finish("error", new ApiError(res.status, res.body));
+        }
+      }, function () {
+        if (stopped) return;
+        if (++failures <= 5) again(1000 * failures);
+        else finish("error", new ApiError(0, null));
+      });
+    }
+    once();
+    return {
+      stop: function () {
+        stopped = true;
+        clearTimeout(timer);
+        if (ctrl) try { ctrl.abort(); } catch (e) { /* already done */ }
+      }
+    };
+  }
+
+  // The QR of a scene answer as an <img>: qr_img is WeChat's mini-program
+  // code (a data: URL), qr_svg one made here.  An SVG put inline could carry
+  // style attributes, which the CSP forbids; inside an <img> it cannot.
+  function sceneQr(r, id) {
+    var src = r.qr_img ? String(r.qr_img) : "data:image/svg+xml;base64," + b64(r.qr_svg);
+    return h("img", { id: id, testid: "scan-qr", class: "qr", alt: t("wx.qr.alt"), width: "200", height: "200", src: src });
+  }
+
+  // scanBox(opts) -> {el, start, stop}: a QR that asks for a new scene
+  // (opts.begin() -> a promise of the route's answer), shows it with its id
+  // (small, for people with the phone simulator), waits, and calls
+  // opts.onApproved(scene, answer, box) when the phone approves; denied,
+  // expired and errors are shown here with a button to try again.
+  // opts.prefix names the elements; data-testid attributes are the same in
+  // every box (one is on screen at a time).
+  function scanBox(opts) {
+    var p = opts.prefix;
+    var qrBox = h("div", { class: "qr-box scan-qr", id: p + "-qrbox" });
+    var sceneLine = h("p", { class: "scene-line muted small", title: t("wx.scene.title"), hidden: true }, [
+      t("wx.scene"), h("code", { id: p + "-scene", testid: "scan-scene" })
+    ]);
+    var status = h("p", { class: "scan-status", id: p + "-status", testid: "scan-status", role: "status", "data-state": "idle" });
+    var err = h("p", { class: "error", id: p + "-error", testid: "scan-error", role: "alert", hidden: true });
+    var refresh = h("button", { type: "button", class: "btn small", id: p + "-refresh", testid: "scan-refresh", hidden: true });
+    var extra = h("div", { class: "scan-actions" }, [refresh].concat(opts.actions || []));
+    var el = h("div", { class: "scan-box", id: p, testid: "scan-box" }, [
+      qrBox, opts.caption ? h("p", { class: "muted small scan-caption", text: opts.caption }) : null,
+      sceneLine, status, err, extra
+    ]);
+    var waiter = null, started = false, gen = 0, scene = null;
+
+    function setState(st, text) {
+      el.setAttribute("data-state", st);
+      status.setAttribute("data-state", st);
+      status.textContent = text || "";
+      status.className = "scan-status" + (st === "denied" || st === "expired" ? " bad" : (st === "approved" ? " good" : ""));
+    }
+    function showRefresh(label) {
+      refresh.textContent = label;
+      refresh.hidden = false;
+      refresh.disabled = false;
+    }
+    function stop() {
+      gen++;
+      if (waiter) waiter.stop();
+      waiter = null;
+    }
+    function fail(e) {
+      stop();
+      setState("error", "");
+      showError(err, errText(e));
+      if (e && e.code === "wechat_off") wechat.off = true;
+      if (opts.onError) opts.onError(e);
+      // WeChat down, or the network: worth another try.  A used-up
+      // challenge or a switched-off WeChat: not.
+      if (!e || e.code === "wechat_unavailable" || e.status === 0 || e.status >= 500) showRefresh(t("wx.again"));
+    }
+    function newScene() {
+      stop();
+      var my = gen;
+      started = true;
+      scene = null;
+      clear(qrBox);
+      sceneLine.hidden = true;
+      refresh.hidden = true;
+      showError(err, "");
+      setState("loading", t("wx.loading"));
+      opts.begin().then(function (r) {
+        if (my !== gen) return;
+        if (!r || !r.scene) throw new ApiError(502, { error: "internal" });
+        scene = r.scene;
+        if (r.qr_img || r.qr_svg) qrBox.appendChild(sceneQr(r, p + "-qr"));
+        sceneLine.lastChild.textContent = r.scene;
+        sceneLine.hidden = false;
+        setState("pending", t("wx.pending"));
+        waiter = waitScene(r.scene, r.expires_in, function (st, answer) {
+          if (my !== gen) return;
+          waiter = null;
+          if (st === "approved") {
+            setState("approved", opts.approvedText || t("wx.approved"));
+            Promise.resolve(opts.onApproved(r.scene, answer)).catch(function (e) {
+              if (my !== gen) return;
+              if (handleAuthLoss(e)) return;
+              fail(e);
+              // An approved scene is good once; a new QR is the way on
+              // unless the challenge itself is gone.
+              if (e && e.code !== "expired" && e.code !== "too_many_attempts") showRefresh(t("wx.refresh"));
+            });
+          } else if (st === "denied") {
+            setState("denied", opts.deniedText || t("wx.denied"));
+            showRefresh(t("wx.retry"));
+          } else if (st === "expired" || st === "used") {
+            setState("expired", t("wx.expired"));
+            qrBox.classList.add("stale");
+            showRefresh(t("wx.refresh"));
+          } else {
+            fail(answer);
+          }
+        });
+      }, function (e) {
+        if (my !== gen) return;
+        if (handleAuthLoss(e)) return;
+        fail(e);
+      });
+    }
+    refresh.addEventListener("click", function () {
+      refresh.disabled = true;
+      qrBox.classList.remove("stale");
+      if (opts.onRefresh) opts.onRefresh();
+      newScene();
+    });
+    return {
+      el: el,
+      start: function () { if (!started) newScene(); },
+      restart: newScene,
+      stop: stop,
+      scene: function () { return scene; },
+      setState: setState
+    };
+  }
+
+  // Bind WeChat (图 2-6-2 → 2-6-4; after a change's verification, 图 3-6-6):
+  // the QR of POST /api/factors/wechat/begin; the phone's confirm makes the
+  // binding, and this page learns it by waiting, then shows 绑定成功.
+  function bindWechat(grant) {
+    var cancel = h("button", { type: "button", class: "btn", id: "wx-bind-cancel", testid: "wx-bind-cancel", text: t("btn.cancel") });
+    var box = scanBox({
+      prefix: "wx-bind",
+      caption: t("wx.scan.caption"),
+      approvedText: t("wx.bound"),
+      deniedText: t("wx.bind.denied"),
+      begin: function () {
+        return api("POST", "/api/factors/wechat/begin", grant ? { grant: grant } : {});
+      },
+      onApproved: function () {
+        m.close();
+        return refreshTwoStep(t("ts.bound.ok"));
+      }
+    });
+    var m = modal({
+      id: "wx-bind-dialog", title: t("wx.bind.title"),
+      body: [h("p", { class: "scan-hint", text: t("wx.bind.hint") }), box.el],
+      buttons: [cancel]
+    });
+    onModalClose(m, function () {
+      box.stop();
+      // WeChat turned out to be off here: the settings row says so.
+      if (wechat.off && window.location.hash === "#/2fa") setTimeout(render, 0);
+    });
+    cancel.addEventListener("click", function () { m.close(); });
+    box.start();
+    return m;
+  }
+
+  // The second-factor dialog's 扫码授权 tab (图 2-7-2 left, 3-5-2 left,
+  // 3-6-2 left): a QR for this challenge (sign-in: /api/login/scan; unbind or
+  // change: /api/verify/scan); once approved, the same verify route as a
+  // code, with method "wechat" and the scene.  At sign-in, "send to my
+  // WeChat" pushes the request instead (/api/login/push) and shows the
+  // two-digit number to pick on the phone.
+  // done(response) as for a code; toCode() shows the 验证码 tab.
+  function wechatScanPanel(panel, opts, done, toCode) {
+    var login = opts.mode === "login";
+    var useCode = h("button", { type: "button", class: "link-btn", id: "sf-scan-usecode", testid: "sf-scan-usecode",
+      text: t("wx.usecode"), hidden: true });
+    var downHint = h("p", { class: "muted small", id: "sf-scan-down", testid: "sf-scan-down", text: t("wx.down.hint"), hidden: true });
+    var pushBtn = login ? h("button", { type: "button", class: "link-btn", id: "sf-push", testid: "sf-push",
+      text: t("wx.push"), hidden: wechat.pushOff }) : null;
+    var pushNote = h("p", { class: "muted small", id: "sf-push-note", testid: "sf-push-note", hidden: true });
+    var pushNumber = h("p", { class: "push-number", id: "sf-push-number", testid: "sf-push-number" });
+    var pushBox = h("div", { class: "push-box", id: "sf-push-box", testid: "sf-push-box", hidden: true }, [
+      h("p", { text: t("wx.push.sent") }), pushNumber
+    ]);
+    var pushing = false;
+
+    function verifyScene(scene) {
+      var req = login
+        ? api("POST", "/api/login/verify", { challenge: opts.challenge, method: "wechat", scene: scene })
+        : api("POST", "/api/verify", { challenge: opts.challenge, method: "wechat", scene: scene });
+      return req.then(done);
+    }
+    var box = scanBox({
+      prefix: "sf-scan",
+      begin: function () {
+        if (pushing) {
+          return api("POST", "/api/login/push", { challenge: opts.challenge }).then(function (r) {
+            pushNumber.textContent = r && r.number !== undefined ? String(r.number) : "";
+            return r;
+          });
+        }
+        return api("POST", login ? "/api/login/scan" : "/api/verify/scan", { challenge: opts.challenge });
+      },
+      onApproved: verifyScene,
+      // Another try after a push goes back to the QR.
+      onRefresh: function () {
+        pushing = false;
+        pushBox.hidden = true;
+        if (pushBtn) pushBtn.hidden = wechat.pushOff;
+        box.el.classList.remove("push-mode");
+      },
+      onError: function (e) {
+        if (e && e.code === "push_off") {
+          wechat.pushOff = true;
+          pushing = false;
+          if (pushBtn) pushBtn.hidden = true;
+          pushBox.hidden = true;
+          pushNote.textContent = t("wx.push.off");
+          pushNote.hidden = false;
+          box.restart();
+          return;
+        }
+        if (e && (e.code === "wechat_unavailable" || e.code === "wechat_off")) {
+          useCode.hidden = false;
+          downHint.hidden = false;
+        }
+      },
+      actions: [useCode]
+    });
+    useCode.addEventListener("click", toCode);
+    if (pushBtn) {
+      pushBtn.addEventListener("click", function () {
+        pushing = true;
+        pushBtn.hidden = true;
+        pushBox.hidden = false;
+        box.el.classList.add("push-mode");
+        box.restart();
+      });
+    }
+    // Between the hint (打开【微信】扫码确认授权) and the alternative (扫描二维码失效？).
+    panel.insertBefore(h("div", {}, [box.el, downHint, pushBox, pushBtn, pushNote]), panel.lastChild);
+    return box;
   }
 
   // ---- client-specific passwords (图 4-1-2, 4-1-3) -------------------------
