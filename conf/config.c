@@ -627,6 +627,21 @@ set_wechat_timeout(struct config_parse *cp, const char *v, void *field, size_t s
     return 0;
 }
 
+/* [wechat] scene_ttl: how long a QR scene lives, 5s to 30m. */
+static int
+set_wechat_scene_ttl(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    uint64_t ms;
+
+    (void)size;
+    if (config_parse_duration(v, &ms) < 0 || ms < 5000 || ms > 1800000) {
+        config_fail(cp, "expected a duration from 5s to 30m such as 5m, got \"%s\"", v);
+        return -1;
+    }
+    *(uint64_t *)field = ms;
+    return 0;
+}
+
 #define F(member) offsetof(struct config, member), sizeof(((struct config *)0)->member)
 #define L(i) offsetof(struct config, listeners) + (i) * sizeof(struct config_listener), 0
 
@@ -695,6 +710,7 @@ static const struct config_key config_keys[] = {
     {"wechat", "template_id", set_wechat_token_text, F(wechat_template_id)},
     {"wechat", "template_keys", set_wechat_template_keys, F(wechat_template_keys)},
     {"wechat", "timeout", set_wechat_timeout, F(wechat_timeout_ms)},
+    {"wechat", "scene_ttl", set_wechat_scene_ttl, F(wechat_scene_ttl_ms)},
     {"wechat", "ca", set_path, F(wechat_ca)},
 };
 
@@ -801,6 +817,7 @@ config_defaults(struct config *cfg)
     snprintf(cfg->wechat_template_keys, sizeof(cfg->wechat_template_keys),
              "character_string1,character_string2,time3,number4");
     cfg->wechat_timeout_ms = 5000;
+    cfg->wechat_scene_ttl_ms = 300000;
 }
 
 /* Reads the first line of a secret file, without its newline. */

@@ -29,10 +29,20 @@
 #include "web/api_priv.h"
 #include "web/backend_check.h"
 #include "web/mailer.h"
+#include "web/scanhub.h"
+#include "web/wechat.h"
 
 const struct web_route api_routes[] = {
     {"POST", "/api/login", 0, api_login},
     {"POST", "/api/login/verify", 0, api_login_verify},
+    {"POST", "/api/login/scan", 0, api_login_scan},
+    {"POST", "/api/login/push", 0, api_login_push},
+    {"POST", "/api/verify/scan", 0, api_verify_scan},
+    {"GET", "/api/scan/", 1, api_scan_wait},
+    {"POST", "/api/mp/login", 0, api_mp_login},
+    {"GET", "/api/mp/accounts", 0, api_mp_accounts},
+    {"GET", "/api/mp/requests/", 1, api_mp_request_get},
+    {"POST", "/api/mp/requests/", 1, api_mp_request_post},
     {"POST", "/api/login/email-code", 0, api_login_email_code},
     {"POST", "/api/logout", 0, api_logout},
     {"GET", "/api/me", 0, api_me},
@@ -307,6 +317,7 @@ struct api_methods_ctx {
     cJSON *arr;
     int count;
     int email;                     /* e-mail codes may sign in / verify */
+    int wechat;                    /* [wechat] is on */
 };
 
 static int
@@ -314,8 +325,9 @@ api_methods_row(void *arg, const struct store_factor *f)
 {
     struct api_methods_ctx *m = arg;
 
-    /* Only kinds a code can be checked for here (WeChat comes later). */
-    if (strcmp(f->kind, "totp") == 0 || (m->email && strcmp(f->kind, "email") == 0)) {
+    /* Only kinds that can verify here. */
+    if (strcmp(f->kind, "totp") == 0 || (m->email && strcmp(f->kind, "email") == 0) ||
+        (m->wechat && strcmp(f->kind, "wechat") == 0)) {
         cJSON_AddItemToArray(m->arr, cJSON_CreateString(f->kind));
         m->count++;
     }
@@ -325,7 +337,8 @@ api_methods_row(void *arg, const struct store_factor *f)
 int
 api_methods(struct web_worker *ww, const char *user, cJSON *arr, int *count)
 {
-    struct api_methods_ctx m = {arr, 0, api_email_offered(ww)};
+    struct api_methods_ctx m = {arr, 0, api_email_offered(ww),
+                                ((struct api_worker *)ww->api)->wechat != NULL};
     int r = store_factor_list(api_store(ww), user, api_methods_row, &m);
     int left = 0;
 
@@ -346,8 +359,9 @@ api_check_code(struct web_worker *ww, struct http_request *req, const struct sto
 {
     int r;
 
-    if (strcmp(method, "totp") == 0) {
-        r = account_totp_check(api_store(ww), api_keys(ww), ch->user, code, api_now());
+    if (strcmp(method, "totp") == 0 || strcmp(method, "wechat") == 0) {
+        /* wechat: the mini program's code, a TOTP of the binding's own secret */
+        r = account_code_check(api_store(ww), api_keys(ww), ch->user, method, code, api_now());
         if (r == ACCOUNT_NO_FACTOR)
             r = ACCOUNT_BAD_CODE;
         if (r != STORE_OK && r != ACCOUNT_BAD_CODE) {
@@ -705,7 +719,7 @@ api_login_verify(struct web_worker *ww, struct http_request *req)
     struct store *st = api_store(ww);
     const struct config *cfg = ww->cfg;
     const char *challenge, *method, *code;
-    char device[TOKEN_TEXT_LEN + 1], label[DEVICE_LABEL_MAX], lu[AUTH_USER_MAX];
+    char device[TOKEN_TEXT_LEN + 1], label[DEVICE_LABEL_MAX], lu[AUTH_USER_MAX], answer[16];
     struct store_challenge ch;
     uint64_t until;
     int trust = 0, failures, left = 0, r;
@@ -714,7 +728,7 @@ api_login_verify(struct web_worker *ww, struct http_request *req)
     if (api_body(req, &body) != 0)
         return;
     if (api_str(req, body, "challenge", 64, 1, &challenge) != 0 ||
-        api_str(req, body, "method", 16, 1, &method) != 0 || api_code(req, body, &code) != 0 ||
+        api_str(req, body, "method", 16, 1, &method) != 0 ||
         api_bool(req, body, "trust", &trust) != 0)
         goto done;
     r = challenge_open(st, api_keys(ww), challenge, CHALLENGE_SIGNIN, api_now(), &ch);
@@ -732,7 +746,18 @@ api_login_verify(struct web_worker *ww, struct http_request *req)
         api_reply_store_error(req);
         goto done;
     }
-    r = api_check_code(ww, req, &ch, method, code);
+    /* A scan answered on the phone: the phone's answer decides trust. */
+    r = api_scene_verify(ww, req, body, method, &ch, answer, sizeof(answer));
+    if (r < 0)
+        goto done;
+    if (r == 1) {
+        trust = strcmp(answer, "trust") == 0;
+        r = STORE_OK;
+    } else {
+        if (api_code(req, body, &code) != 0)
+            goto done;
+        r = api_check_code(ww, req, &ch, method, code);
+    }
     if (r < 0 && r != ACCOUNT_BAD_CODE)
         goto done;
     if (r == ACCOUNT_BAD_CODE) {
@@ -824,6 +849,17 @@ api_worker_init(struct web_worker *ww)
     /* Old rows of the web tables go at start; challenges also as new ones come. */
     store_challenge_prune(api_store(ww), api_now());
     store_websession_prune(api_store(ww), api_now(), api_now() - WEBSESSION_IDLE_S);
+    store_scene_prune(api_store(ww), api_now());
+    store_mpsession_prune(api_store(ww), api_now());
+    if (ww->sh->wechat != NULL) {
+        int r = wechat_new(ww->loop, ww->sh->wechat, &aw->wechat);
+        if (r == 0)
+            r = scanhub_join(ww->sh->scanhub, ww->loop, api_scan_wake, aw, &aw->hub);
+        if (r != 0) {
+            log_error("web event=init_failed what=wechat err=%s", uv_strerror(r));
+            return r;
+        }
+    }
     return api_email_init(ww);
 }
 
@@ -846,6 +882,9 @@ api_worker_stop(struct web_worker *ww)
     }
     /* Transfers were cancelled with their requests; close polls and timer. */
     mailer_close(aw->mailer);
+    wechat_close(aw->wechat);
+    scanhub_leave(aw->hub);
+    aw->hub = NULL;
 }
 
 void
@@ -857,6 +896,7 @@ api_worker_free(struct web_worker *ww)
         return;
     api_worker_stop(ww);
     mailer_free(aw->mailer);
+    wechat_free(aw->wechat);
     SSL_CTX_free(aw->tls_client);
     free(aw);
     ww->api = NULL;

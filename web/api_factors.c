@@ -395,9 +395,10 @@ api_factors_post(struct web_worker *ww, struct http_request *req)
         api_email_begin(ww, req, &s, body);
     else if (strcmp(kind, "email") == 0)
         api_email_confirm(ww, req, &s, body);
+    else if (strcmp(kind, "wechat") == 0 && strcmp(action, "begin") == 0)
+        api_wechat_begin(ww, req, &s, body);
     else if (strcmp(kind, "totp") != 0)
-        http_respond_error(req, 501, "not_implemented",
-                           "WeChat binding is not available on this server yet.");
+        http_respond_error(req, 404, "not_found", "No such resource.");
     else if (strcmp(action, "begin") == 0)
         api_totp_begin(ww, req, &s, body);
     else
@@ -463,7 +464,7 @@ api_verify(struct web_worker *ww, struct http_request *req)
 {
     struct store *st = api_store(ww);
     const char *challenge, *method, *code;
-    char token[TOKEN_TEXT_LEN + 1], data[64];
+    char token[TOKEN_TEXT_LEN + 1], data[64], answer[16];
     struct store_challenge ch;
     struct api_session s;
     cJSON *body = NULL, *o;
@@ -475,7 +476,7 @@ api_verify(struct web_worker *ww, struct http_request *req)
     if (api_body(req, &body) != 0)
         goto done;
     if (api_str(req, body, "challenge", 64, 1, &challenge) != 0 ||
-        api_str(req, body, "method", 16, 1, &method) != 0 || api_code(req, body, &code) != 0)
+        api_str(req, body, "method", 16, 1, &method) != 0)
         goto done;
     r = challenge_open(st, api_keys(ww), challenge, NULL, api_now(), &ch);
     if (r == STORE_OK &&
@@ -495,7 +496,16 @@ api_verify(struct web_worker *ww, struct http_request *req)
         api_reply_store_error(req);
         goto done;
     }
-    r = api_check_code(ww, req, &ch, method, code);
+    r = api_scene_verify(ww, req, body, method, &ch, answer, sizeof(answer));
+    if (r < 0)
+        goto done;
+    if (r == 1) {
+        r = STORE_OK;      /* confirmed on the phone */
+    } else {
+        if (api_code(req, body, &code) != 0)
+            goto done;
+        r = api_check_code(ww, req, &ch, method, code);
+    }
     if (r < 0 && r != ACCOUNT_BAD_CODE)
         goto done;
     if (r == ACCOUNT_BAD_CODE) {

@@ -33,6 +33,8 @@ struct api_worker {
     struct mailer *mailer;         /* e-mail codes; NULL when [mail] relay is empty */
     struct api_rc_answer *rc_answer;  /* api_recovery.c: a KDF's answer, during a handler's
                                        * second run only */
+    struct wechat *wechat;         /* NULL when [wechat] is off */
+    struct scanhub_member *hub;    /* wakes scene waits (api_scan.c) */
     int stopping;
 };
 
@@ -171,7 +173,31 @@ struct api_pending {
 void api_pending_add(struct api_worker *aw, struct api_pending *p);
 void api_pending_remove(struct api_worker *aw, struct api_pending *p);
 
+/* api_scan.c: the WeChat factor, browser side. */
+void api_wechat_begin(struct web_worker *ww, struct http_request *req, struct api_session *s,
+                      cJSON *body);
+/*
+ * For method "wechat" with a "scene" member: uses the scene approved on the
+ * phone for ch: 1 (the phone's answer into answer), 0 when the request
+ * carries no scene (check a code instead), -1 after answering (409 pending,
+ * 403 denied, 410 expired).
+ */
+int api_scene_verify(struct web_worker *ww, struct http_request *req, const cJSON *body,
+                     const char *method, const struct store_challenge *ch, char *answer,
+                     size_t answer_len);
+/* scanhub's callback: answers arrived for these scenes. */
+void api_scan_wake(void *arg, const unsigned char (*hashes)[STORE_TOKEN_HASH_LEN], size_t n,
+                   int all);
+
 /* Route handlers. */
+void api_login_scan(struct web_worker *ww, struct http_request *req);
+void api_login_push(struct web_worker *ww, struct http_request *req);
+void api_verify_scan(struct web_worker *ww, struct http_request *req);
+void api_scan_wait(struct web_worker *ww, struct http_request *req);
+void api_mp_login(struct web_worker *ww, struct http_request *req);
+void api_mp_accounts(struct web_worker *ww, struct http_request *req);
+void api_mp_request_get(struct web_worker *ww, struct http_request *req);
+void api_mp_request_post(struct web_worker *ww, struct http_request *req);
 void api_login(struct web_worker *ww, struct http_request *req);
 void api_login_verify(struct web_worker *ww, struct http_request *req);
 void api_login_email_code(struct web_worker *ww, struct http_request *req);

@@ -20,7 +20,9 @@
 #include "core/metrics.h"
 #include "core/tls.h"
 #include "core/util.h"
+#include "web/scanhub.h"
 #include "web/web_static.h"
+#include "web/wechat.h"
 
 #define WEB_MAX_LISTENERS (2 * CONFIG_MAX_ADDRS)
 
@@ -80,13 +82,20 @@ web_shared_init(struct web_shared *sh, const struct config *cfg, const struct ke
     }
     memcpy(&sh->backend_imap, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
+    if (scanhub_new(&sh->scanhub) != 0 || wechat_shared_new(cfg, &sh->wechat) != 0) {
+        snprintf(err, errlen, "%s: [wechat]: cannot set up the WeChat client", cfg->path);
+        return -1;
+    }
     return 0;
 }
 
 void
 web_shared_free(struct web_shared *sh)
 {
-    (void)sh;
+    wechat_shared_free(sh->wechat);
+    sh->wechat = NULL;
+    scanhub_free(sh->scanhub);
+    sh->scanhub = NULL;
 }
 
 /* ---- stop ---- */

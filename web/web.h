@@ -21,6 +21,8 @@ struct auth_ctx;
 struct keys;
 struct tls_slot;
 struct web_worker;
+struct scanhub;
+struct wechat_shared;
 
 /* Read-only after start; shared by every worker thread. */
 struct web_shared {
@@ -29,6 +31,8 @@ struct web_shared {
     struct tls_slot *tls_server;               /* borrowed; NULL if no [tls] */
     struct sockaddr_storage backend_imap;      /* where passwords are checked */
     char hostname[256];
+    struct scanhub *scanhub;                   /* thread-safe: scene wakeups */
+    struct wechat_shared *wechat;              /* thread-safe; NULL when [wechat] is off */
 };
 
 typedef void (*web_handler)(struct web_worker *ww, struct http_request *req);
