@@ -427,7 +427,7 @@ def make_handler(st):
                 openid = body.get("openid")
                 if not isinstance(openid, str) or not OPENID_RX.match(openid):
                     return self._send(400, {"error": "openid"})
-                code = secrets.token_urlsafe(24)
+                code = secrets.token_hex(16)  # like wx.login codes: never starts with "-"
                 with st.lock:
                     st.codes[code] = {"openid": openid, "expires": time.time() + CODE_LIFE,
                                       "used": False}

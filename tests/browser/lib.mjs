@@ -274,7 +274,7 @@ export class Phone {
   // token yet, or the server forgot it); resolves to {status, stdout, stderr}.
   async run(...args) {
     const { code } = await standin("/_standin/code", { openid: this.openid }, this.standinBase);
-    const argv = [PHONE_SIM, "--base", this.base, "--state", this.state, "--code", code];
+    const argv = [PHONE_SIM, "--base", this.base, "--state", this.state, `--code=${code}`];
     if (process.env.MFA_CAFILE) argv.push("--cafile", process.env.MFA_CAFILE);
     argv.push(...args);
     const { execFile } = await import("node:child_process");
