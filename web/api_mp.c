@@ -29,17 +29,6 @@
 
 #define API_MP_SESSION_S (30 * 86400)
 
-static int
-api_mp_on(struct web_worker *ww, struct http_request *req)
-{
-    struct api_worker *aw = ww->api;
-
-    if (aw->wechat != NULL)
-        return 0;
-    http_respond_error(req, 404, "wechat_off", "WeChat is not set up on this server.");
-    return -1;
-}
-
 /* The bearer's openid: 0, or -1 after answering 401 (or 500). */
 static int
 api_mp_session(struct web_worker *ww, struct http_request *req, char *openid, size_t len)
@@ -155,7 +144,7 @@ api_mp_login(struct web_worker *ww, struct http_request *req)
     cJSON *body;
     int r;
 
-    if (api_mp_on(ww, req) != 0 || api_body(req, &body) != 0)
+    if (api_wechat_on(ww, req) != 0 || api_body(req, &body) != 0)
         return;
     if (api_str(req, body, "code", 128, 1, &code) != 0)
         goto done;
@@ -228,7 +217,7 @@ api_mp_accounts(struct web_worker *ww, struct http_request *req)
     struct api_mp_accounts a = {ww, NULL, 0};
     cJSON *o;
 
-    if (api_mp_on(ww, req) != 0 || api_mp_session(ww, req, openid, sizeof(openid)) != 0)
+    if (api_wechat_on(ww, req) != 0 || api_mp_session(ww, req, openid, sizeof(openid)) != 0)
         return;
     o = cJSON_CreateObject();
     a.arr = cJSON_AddArrayToObject(o, "accounts");
@@ -293,7 +282,7 @@ api_mp_request_get(struct web_worker *ww, struct http_request *req)
     cJSON *o, *nums;
     int n[3];
 
-    if (api_mp_on(ww, req) != 0 || api_mp_session(ww, req, openid, sizeof(openid)) != 0 ||
+    if (api_wechat_on(ww, req) != 0 || api_mp_session(ww, req, openid, sizeof(openid)) != 0 ||
         api_mp_scene(ww, req, openid, &sc) != 0)
         return;
     o = cJSON_CreateObject();
@@ -364,7 +353,7 @@ api_mp_request_post(struct web_worker *ww, struct http_request *req)
     cJSON *body = NULL;
     int picked = 0, r;
 
-    if (api_mp_on(ww, req) != 0 || api_mp_session(ww, req, openid, sizeof(openid)) != 0 ||
+    if (api_wechat_on(ww, req) != 0 || api_mp_session(ww, req, openid, sizeof(openid)) != 0 ||
         api_mp_scene(ww, req, openid, &sc) != 0 || api_body(req, &body) != 0 ||
         api_str(req, body, "answer", 16, 1, &answer) != 0)
         goto done;

@@ -174,6 +174,8 @@ void api_pending_add(struct api_worker *aw, struct api_pending *p);
 void api_pending_remove(struct api_worker *aw, struct api_pending *p);
 
 /* api_scan.c: the WeChat factor, browser side. */
+/* 0 if [wechat] is on, else -1 after answering 404 wechat_off. */
+int api_wechat_on(struct web_worker *ww, struct http_request *req);
 void api_wechat_begin(struct web_worker *ww, struct http_request *req, struct api_session *s,
                       cJSON *body);
 /*

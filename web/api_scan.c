@@ -190,8 +190,8 @@ api_scene_start(struct web_worker *ww, struct http_request *req, struct store_sc
     req->on_abort = api_qr_abort;
 }
 
-/* 404 wechat_off unless [wechat] is on: 0 or -1 after answering. */
-static int
+/* (api_priv.h) 404 wechat_off unless [wechat] is on. */
+int
 api_wechat_on(struct web_worker *ww, struct http_request *req)
 {
     struct api_worker *aw = ww->api;
