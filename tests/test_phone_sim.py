@@ -1,7 +1,9 @@
 """Tests of tests/phone_sim.py against a small stdlib fake of /api/mp/
 (web/API.md, "The mini program") over HTTPS with a self-signed certificate
-made by certs/mkcert.sh.  The fake only exists to drive the simulator's code
-paths; the end-to-end path waits for mfagate's server side of /api/mp.
+made by certs/mkcert.sh, and the real WeChat stand-in (tests/wechat_standin.py,
+in this process) for --standin/--openid and inbox.  The fake only exists to
+drive the simulator's code paths; the end-to-end path is in the browser tests
+(tests/browser/tests/wechat-*.test.mjs) and scripts/demo.sh.
 
     /usr/bin/python3 -m pytest -q tests/test_phone_sim.py
 """
@@ -13,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,6 +26,7 @@ ROOT = os.path.dirname(HERE)
 SIM = os.path.join(HERE, "phone_sim.py")
 sys.path.insert(0, HERE)
 import phone_sim  # noqa: E402
+import wechat_standin  # noqa: E402
 
 RFC_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
@@ -30,6 +35,8 @@ class Fake:
     def __init__(self):
         self.tokens, self.issued, self.wechat_down = set(), 0, False
         self.scenes, self.log = {}, []
+        self.standin = None                     # a StandIn: login asks it, as mfagate does
+        self.token_openid = {}
         self.accounts = [{"mailbox": "alice@example.com", "secret": RFC_SECRET,
                           "digits": 6, "period": 30, "algorithm": "SHA1"}]
 
@@ -62,9 +69,20 @@ def make_handler(fake):
                     return self._send(503, {"error": "wechat_unavailable", "message": "WeChat down"})
                 if body.get("code") == "bad":
                     return self._send(401, {"error": "bad_code", "message": "invalid code"})
+                openid = None
+                if fake.standin is not None:    # jscode2session, as mfagate asks WeChat
+                    q = urllib.parse.urlencode({
+                        "appid": wechat_standin.DEFAULT_APPID, "secret": wechat_standin.DEFAULT_SECRET,
+                        "js_code": body.get("code", ""), "grant_type": "authorization_code"})
+                    with urllib.request.urlopen("%s/sns/jscode2session?%s" % (
+                            standin_base(fake.standin), q), timeout=10) as r:
+                        openid = json.loads(r.read()).get("openid")
+                    if not openid:
+                        return self._send(401, {"error": "bad_code", "message": "invalid code"})
                 fake.issued += 1
                 tok = "tok%d" % fake.issued
                 fake.tokens.add(tok)
+                fake.token_openid[tok] = openid
                 return self._send(200, {"token": tok, "expires_in": 7200})
             if not auth or not auth.startswith("Bearer ") or auth[7:] not in fake.tokens:
                 return self._send(401, {"error": "unauthorized"})
@@ -77,11 +95,16 @@ def make_handler(fake):
                 if sc.get("owner") == "other":
                     return self._send(403, {"error": "wrong_account", "message": "other account"})
                 if method == "GET":
-                    return self._send(200, {k: sc[k] for k in ("kind", "mailbox", "addr", "time", "expires")})
+                    doc = {k: sc[k] for k in ("kind", "mailbox", "addr", "time", "expires")}
+                    if sc.get("number"):
+                        doc["numbers"] = sc["numbers"]
+                    return self._send(200, doc)
                 ok = ["trust", "temporary", "deny"] if sc["kind"] == "signin" else ["confirm", "deny"]
                 if body.get("answer") not in ok:
                     return self._send(400, {"error": "bad_request"})
-                sc["answered"] = body["answer"]
+                # number matching (a pushed request): a wrong pick denies
+                wrong = sc.get("number") and body.get("number") != sc["number"]
+                sc["answered"] = "deny" if wrong else body["answer"]
                 return self._send(200, {"ok": True})
             return self._send(404, {"error": "not_found"})
 
@@ -117,12 +140,45 @@ def fake(cert):
     srv.server_close()
 
 
-def sim(fake, tmp_path, *args, code="wx1"):
+def standin_base(s):
+    return "http://127.0.0.1:%d" % s.port
+
+
+@pytest.fixture
+def standin(fake):
+    s = wechat_standin.StandIn().start()
+    fake.standin = s
+    yield s
+    s.stop()
+
+
+def push_message(s, openid, scene, octet=42):
+    """A subscribe message through the stand-in's WeChat API, as mfagate sends it."""
+    base = standin_base(s)
+    q = urllib.parse.urlencode({"grant_type": "client_credential",
+                                "appid": wechat_standin.DEFAULT_APPID,
+                                "secret": wechat_standin.DEFAULT_SECRET})
+    with urllib.request.urlopen(base + "/cgi-bin/token?" + q, timeout=10) as r:
+        tok = json.loads(r.read())["access_token"]
+    body = {"touser": openid, "template_id": "tpl", "page": "pages/confirm/confirm?scene=" + scene,
+            "miniprogram_state": "formal", "lang": "zh_CN",
+            "data": {"character_string1": {"value": "alice@example.com"},
+                     "character_string2": {"value": "203.0.113.%d" % octet}}}
+    req = urllib.request.Request(base + "/cgi-bin/message/subscribe/send?access_token=" + tok,
+                                 data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read())["errcode"] == 0
+
+
+def sim(fake, tmp_path, *args, code="wx1", env=None):
     cmd = [sys.executable, SIM, "--base", fake.base, "--cafile", fake.cafile,
            "--state", str(tmp_path / "phone.json")]
     if code:
         cmd += ["--code", code]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=30)
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MFAGATE_PHONE_")}
+    e.update(env or {})
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=30, env=e)
 
 
 def scene(fake, kind, **kw):
@@ -238,3 +294,123 @@ def test_unreachable_and_untrusted(fake, tmp_path):
     r = subprocess.run([sys.executable, SIM, "--base", fake.base, "--state", str(tmp_path / "p.json"),
                         "--code", "x", "login"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in r.stderr
+
+
+def pushed(fake, number=42, numbers=(17, 42, 88)):
+    return scene(fake, "signin", number=number, numbers=list(numbers))
+
+
+def test_pushed_request_number(fake, tmp_path):
+    sid = pushed(fake)
+    r = sim(fake, tmp_path, "show", sid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("kind=signin mailbox=alice@example.com ")
+    assert r.stdout.rstrip("\n").endswith(" numbers=17,42,88")
+    r = sim(fake, tmp_path, "--json", "show", sid)
+    assert json.loads(r.stdout)["numbers"] == [17, 42, 88]
+    # a scanned request offers no numbers
+    r = sim(fake, tmp_path, "show", scene(fake, "signin"))
+    assert r.returncode == 0 and "numbers=" not in r.stdout
+    # without --number: refused here, nothing sent (it would be a denial)
+    n = len(fake.log)
+    r = sim(fake, tmp_path, "answer", sid, "temporary")
+    assert r.returncode == 2
+    assert "--number" in r.stderr and "17, 42, 88" in r.stderr
+    assert [l[0] for l in fake.log[n:]] == ["GET"]
+    assert "answered" not in fake.scenes[sid]
+    # the number on the page (the option after the command, or before)
+    r = sim(fake, tmp_path, "answer", sid, "temporary", "--number", "42")
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
+    assert fake.log[-1][:2] == ("POST", "/api/mp/requests/" + sid)
+    assert fake.log[-1][3] == {"answer": "temporary", "number": 42}
+    assert fake.scenes[sid]["answered"] == "temporary"
+    sid = pushed(fake)
+    r = sim(fake, tmp_path, "answer", "--number=42", sid, "trust")
+    assert r.returncode == 0, r.stderr
+    assert fake.log[-1][3] == {"answer": "trust", "number": 42}
+    # a wrong number is sent as picked: the server denies
+    sid = pushed(fake)
+    r = sim(fake, tmp_path, "answer", sid, "trust", "--number", "17")
+    assert r.returncode == 0, r.stderr
+    assert fake.log[-1][3] == {"answer": "trust", "number": 17}
+    assert fake.scenes[sid]["answered"] == "deny"
+    # deny needs no number, and asks nothing first
+    sid = pushed(fake)
+    n = len(fake.log)
+    r = sim(fake, tmp_path, "answer", sid, "deny")
+    assert r.returncode == 0, r.stderr
+    assert [(l[0], l[3]) for l in fake.log[n:]] == [("POST", {"answer": "deny"})]
+    r = sim(fake, tmp_path, "answer", sid, "trust", "--number", "x")
+    assert r.returncode == 2
+
+
+def test_standin_login_and_inbox(fake, standin, tmp_path):
+    sb = standin_base(standin)
+    r = sim(fake, tmp_path, "login", "--standin", sb, "--openid", "o-alice", code=None)
+    assert r.returncode == 0, r.stderr
+    assert "o-alice" in r.stdout
+    st = json.loads((tmp_path / "phone.json").read_text())
+    assert st["openid"] == "o-alice" and fake.token_openid[st["token"]] == "o-alice"
+    # the code was minted by the stand-in and used once by the login
+    codes = [c for c in standin.state.calls if c["path"] == "/sns/jscode2session"]
+    assert len(codes) == 1 and codes[0]["errcode"] == 0
+    assert fake.log[-1][3]["code"] == codes[0]["params"]["js_code"]
+
+    r = sim(fake, tmp_path, "inbox", code=None, env={"MFAGATE_PHONE_STANDIN": sb})
+    assert (r.returncode, r.stdout) == (0, ""), r.stderr
+    push_message(standin, "o-alice", "ScA1", 42)
+    push_message(standin, "o-bob", "ScB1", 17)
+    push_message(standin, "o-alice", "ScA2", 55)
+    # the openid kept by the login; the stand-in from the environment
+    r = sim(fake, tmp_path, "inbox", code=None, env={"MFAGATE_PHONE_STANDIN": sb})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [l.split("\t")[0] for l in lines] == ["ScA1", "ScA2"]
+    assert "character_string1=alice@example.com" in lines[0] and "character_string2=203.0.113.55" in lines[1]
+    r = sim(fake, tmp_path, "inbox", "--standin", sb, "--openid", "o-bob", code=None)
+    assert r.stdout.split("\t")[0] == "ScB1"
+    r = sim(fake, tmp_path, "--json", "--standin", sb, "inbox", code=None)
+    doc = json.loads(r.stdout)
+    assert doc["openid"] == "o-alice"
+    assert [m["page"] for m in doc["messages"]] == ["pages/confirm/confirm?scene=ScA1",
+                                                    "pages/confirm/confirm?scene=ScA2"]
+    # the inbox's scene is what show / answer take (also as the message's page)
+    sid = pushed(fake)
+    r = sim(fake, tmp_path, "answer", "pages/confirm/confirm?scene=" + sid, "temporary",
+            "--number", "42", "--standin", sb, code=None)
+    assert r.returncode == 0, r.stderr
+
+    # the server forgot the token: one new login with a fresh minted code
+    fake.tokens.clear()
+    n = len(fake.log)
+    r = sim(fake, tmp_path, "accounts", "--standin", sb, code=None)
+    assert r.returncode == 0, r.stderr
+    assert [l[1] for l in fake.log[n:]] == ["/api/mp/accounts", "/api/mp/login", "/api/mp/accounts"]
+    st = json.loads((tmp_path / "phone.json").read_text())
+    assert st["openid"] == "o-alice" and fake.token_openid[st["token"]] == "o-alice"
+    # another openid with the same state file: a login as that user, not alice's token
+    r = sim(fake, tmp_path, "accounts", "--standin", sb, "--openid", "o-bob", code=None)
+    assert r.returncode == 0, r.stderr
+    st = json.loads((tmp_path / "phone.json").read_text())
+    assert st["openid"] == "o-bob" and fake.token_openid[st["token"]] == "o-bob"
+
+
+def test_standin_errors(fake, standin, tmp_path):
+    sb = standin_base(standin)
+    r = sim(fake, tmp_path, "inbox", "--openid", "o-a", code=None)
+    assert r.returncode == 2 and "--standin" in r.stderr
+    r = sim(fake, tmp_path, "inbox", "--standin", sb, code=None)      # no openid anywhere
+    assert r.returncode == 2 and "--openid" in r.stderr
+    r = sim(fake, tmp_path, "login", "--openid", "o-a", code=None)
+    assert r.returncode == 2 and "--standin" in r.stderr
+    r = sim(fake, tmp_path, "login", "--standin", sb, "--openid", "bad openid!", code=None)
+    assert r.returncode == 1 and "stand-in" in r.stderr
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    down = "http://127.0.0.1:%d" % port
+    r = sim(fake, tmp_path, "inbox", "--standin", down, "--openid", "o-a", code=None)
+    assert r.returncode == 3 and "stand-in" in r.stderr
+    r = sim(fake, tmp_path, "login", "--standin", down, "--openid", "o-a", code=None)
+    assert r.returncode == 3 and "stand-in" in r.stderr

@@ -239,9 +239,10 @@ export async function apiGet(page, p) {
 // run.py starts a stand-in for WeChat's server API (tests/wechat_standin.py)
 // and gives mfagate's [wechat] its URL (MFA_WECHAT_STANDIN).  The phone is
 // tests/phone_sim.py, which does over /api/mp/ what the mini program does;
-// it logs in with a wx.login code that the stand-in mints for an openid
-// (POST /_standin/code {"openid"} -> {"code"}), so each Phone is one WeChat
-// account.
+// given --standin and --openid, it logs in with a wx.login code that it has
+// the stand-in mint for that openid (POST /_standin/code {"openid"} ->
+// {"code"}) whenever it needs one, so each Phone is one WeChat account.  Its
+// inbox is the stand-in's record of the subscribe messages sent to it.
 
 export const STANDIN = process.env.MFA_WECHAT_STANDIN || "";
 const PHONE_SIM = process.env.MFA_PHONE_SIM || path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "phone_sim.py");
@@ -261,7 +262,7 @@ let phoneSeq = 0;
 
 export class Phone {
   // openid: the WeChat account; base: the mfagate it talks to; standinBase:
-  // the stand-in that mints its login codes.
+  // the stand-in that mints its login codes and holds its pushed messages.
   constructor(openid, { base = BASE, standinBase = STANDIN } = {}) {
     this.openid = openid;
     this.base = base;
@@ -270,11 +271,13 @@ export class Phone {
     this.state = path.join(dir, `phone-${process.pid}-${++phoneSeq}.json`);
   }
 
-  // Runs phone_sim.py with a fresh wx.login code (used only when it has no
-  // token yet, or the server forgot it); resolves to {status, stdout, stderr}.
+  // Runs phone_sim.py as this WeChat user (it logs in, with a code from the
+  // stand-in, when it has no token yet or the server forgot it); resolves to
+  // {status, stdout, stderr}.
   async run(...args) {
-    const { code } = await standin("/_standin/code", { openid: this.openid }, this.standinBase);
-    const argv = [PHONE_SIM, "--base", this.base, "--state", this.state, `--code=${code}`];
+    assert.ok(this.standinBase, "run.py sets MFA_WECHAT_STANDIN");
+    const argv = [PHONE_SIM, "--base", this.base, "--state", this.state,
+      "--standin", this.standinBase, `--openid=${this.openid}`];
     if (process.env.MFA_CAFILE) argv.push("--cafile", process.env.MFA_CAFILE);
     argv.push(...args);
     const { execFile } = await import("node:child_process");
@@ -291,45 +294,30 @@ export class Phone {
     return r.stdout;
   }
 
-  // The request behind a scanned QR: {kind, mailbox, addr, time, expires}.
+  // The request behind a scanned QR: {kind, mailbox, addr, time, expires,
+  // state}, and numbers [a, b, c] for a pushed request.
   async show(scene) {
     return JSON.parse(await this.ok("--json", "show", scene));
   }
 
-  async answer(scene, answer) {
-    await this.ok("answer", scene, answer);
+  // answer: trust | temporary | deny | confirm; number: the one picked among
+  // a pushed request's three (the one the page shows, or not).
+  async answer(scene, answer, { number } = {}) {
+    const args = ["answer", scene, answer];
+    if (number !== undefined) args.push("--number", String(number));
+    await this.ok(...args);
+  }
+
+  // The subscribe messages WeChat (the stand-in) delivered to this account,
+  // oldest first: [{touser, page, data, ...}]; a message's page is
+  // pages/confirm/confirm?scene=<scene>.
+  async inbox() {
+    return JSON.parse(await this.ok("--json", "inbox")).messages;
   }
 
   // [{mailbox, secret, ...}]: the mailboxes bound to this WeChat account.
   async accounts() {
     return JSON.parse(await this.ok("--json", "accounts")).accounts;
-  }
-
-  // A call to /api/mp/ as the mini program makes it, with phone_sim's token
-  // (for what phone_sim has no command for: a pushed request's number).
-  async mp(method, p, body) {
-    if (!fs.existsSync(this.state)) await this.ok("login");
-    const { token } = JSON.parse(fs.readFileSync(this.state, "utf8"));
-    const https = await import("node:https");
-    const u = new URL(this.base + p);
-    const data = body === undefined ? null : Buffer.from(JSON.stringify(body));
-    return new Promise((resolve, reject) => {
-      const req = https.request({
-        host: u.hostname, port: u.port, path: u.pathname, method,
-        ca: process.env.MFA_CAFILE ? fs.readFileSync(process.env.MFA_CAFILE) : undefined,
-        rejectUnauthorized: !!process.env.MFA_CAFILE,
-        headers: Object.assign({ "Authorization": "Bearer " + token, "Accept": "application/json" },
-          data ? { "Content-Type": "application/json", "Content-Length": data.length } : {}),
-      }, (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (d) => { text += d; });
-        res.on("end", () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null }));
-      });
-      req.on("error", reject);
-      if (data) req.write(data);
-      req.end();
-    });
   }
 
   // The mini program's current code for a mailbox (RFC 6238 over the secret

@@ -1,11 +1,12 @@
 // Push instead of a scan (issue 5: message/subscribe/send with number
 // matching): 发送到我的微信 sends the request to the bound WeChat account
 // (the stand-in records the subscribe message and the page it opens) and
-// shows a two-digit number; the phone offers three and must pick that one.
-// A wrong pick denies the request; the right one signs in.
+// shows a two-digit number; the phone (tests/phone_sim.py) finds the request
+// in its inbox, is offered three numbers and must pick that one.  A wrong
+// pick denies the request; the right one signs in.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, signOut, bindWechat, scanScene, standin } from "../lib.mjs";
+import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, signOut, bindWechat, scanScene } from "../lib.mjs";
 
 const USER = "wpush";
 const OPENID = "o-wpush-1";
@@ -23,6 +24,21 @@ async function push(page) {
   return { scene, number: parseInt(number, 10) };
 }
 
+// The phone's side of a push: the message in its inbox names the scene; the
+// request offers three numbers, the page's among them.
+async function received(phone, p) {
+  const msgs = await phone.inbox();
+  const msg = msgs.find((m) => m.page === "pages/confirm/confirm?scene=" + p.scene);
+  assert.ok(msg, "a subscribe message to the bound account names the scene: " + JSON.stringify(msgs));
+  assert.equal(msg.touser, OPENID);
+  const req = await phone.show(p.scene);
+  assert.equal(req.kind, "signin");
+  assert.equal(req.mailbox, USER);
+  assert.equal(req.numbers.length, 3);
+  assert.ok(req.numbers.includes(p.number), `${p.number} among ${req.numbers}`);
+  return req;
+}
+
 test("send to my WeChat: number matching", async () => {
   const shot = shooter("wechat-push");
   const phone = new Phone(OPENID);
@@ -37,19 +53,18 @@ test("send to my WeChat: number matching", async () => {
   await scanScene(page);
   let p = await push(page);
   await shot(page, "pushed-number");
-  // WeChat got a subscribe message for this account, opening the confirm page.
-  const msgs = (await standin("/_standin/messages", null)).messages;
-  const msg = msgs.find((m) => m.touser === OPENID && String(m.page).includes(p.scene));
-  assert.ok(msg, "a subscribe message to the bound account names the scene");
-  assert.match(msg.page, /^pages\/confirm\/confirm\?scene=/);
+  let req = await received(phone, p);
+  // phone_sim's text output lists the numbers too
+  assert.match(await phone.ok("show", p.scene), new RegExp(` numbers=${req.numbers.join(",")}\n$`));
+  // without a number phone_sim sends nothing (it would be a wrong pick)
+  const none = await phone.run("answer", p.scene, "temporary");
+  assert.equal(none.status, 2, none.stderr);
+  assert.match(none.stderr, /--number/);
+  assert.equal(await page.getAttribute("#sf-scan-status", "data-state"), "pending");
 
-  // The phone offers three numbers, the page's among them; a wrong pick denies.
-  let req = await phone.mp("GET", "/api/mp/requests/" + p.scene);
-  assert.equal(req.status, 200);
-  assert.equal(req.body.numbers.length, 3);
-  assert.ok(req.body.numbers.includes(p.number));
-  const wrong = req.body.numbers.find((n) => n !== p.number);
-  await phone.mp("POST", "/api/mp/requests/" + p.scene, { answer: "temporary", number: wrong });
+  // a wrong pick denies
+  const wrong = req.numbers.find((n) => n !== p.number);
+  await phone.answer(p.scene, "temporary", { number: wrong });
   await page.waitForSelector("[data-testid=scan-status][data-state=denied]");
   assert.match(await page.textContent("[data-testid=scan-status]"), /^已拒绝/);
   await shot(page, "wrong-number-denied");
@@ -58,10 +73,8 @@ test("send to my WeChat: number matching", async () => {
   await page.click("[data-testid=scan-refresh]");
   await scanScene(page);
   p = await push(page);
-  req = await phone.mp("GET", "/api/mp/requests/" + p.scene);
-  assert.ok(req.body.numbers.includes(p.number));
-  const ans = await phone.mp("POST", "/api/mp/requests/" + p.scene, { answer: "temporary", number: p.number });
-  assert.equal(ans.status, 200);
+  req = await received(phone, p);
+  await phone.answer(p.scene, "temporary", { number: p.number });
   await page.waitForSelector("#page-2fa");
   checkPage(page);
   await ctx.close();
