@@ -102,6 +102,8 @@ scene_state(const struct store_scene *sc, int64_t now)
         return SCENE_USED;
     if (strcmp(sc->answer, "deny") == 0)
         return SCENE_DENIED;
+    if (strcmp(sc->answer, SCENE_FAIL) == 0)
+        return SCENE_FAILED;
     if (sc->answer[0] != '\0')
         return SCENE_APPROVED;
     return sc->expires <= now ? SCENE_EXPIRED : SCENE_PENDING;
@@ -121,6 +123,8 @@ scene_state_name(enum scene_state s)
         return "expired";
     case SCENE_USED:
         return "used";
+    case SCENE_FAILED:
+        return "failed";
     }
     return "expired";
 }

@@ -35,6 +35,7 @@ struct keys;
 #define SCENE_WRONG_ACCOUNT (-31)  /* answered by a WeChat account not bound */
 #define SCENE_BAD_ANSWER (-32)     /* an answer this purpose does not take */
 #define SCENE_ANSWERED (-33)       /* answered already */
+#define SCENE_FAIL "fail"          /* the answer recorded when a confirmed bind fails */
 
 /* What the waiting page is told. */
 enum scene_state {
@@ -43,6 +44,7 @@ enum scene_state {
     SCENE_DENIED,
     SCENE_EXPIRED,
     SCENE_USED,
+    SCENE_FAILED,          /* confirmed, but the binding could not be made */
 };
 
 /* 1 if text is a well-formed scene id. */

@@ -87,6 +87,7 @@ enum store_stmt_id {
     S_SCENE_GET,
     S_SCENE_ANSWER,
     S_SCENE_USE,
+    S_SCENE_REMOVE,
     S_SCENE_PRUNE,
     S_MPS_ADD,
     S_MPS_GET,
@@ -211,7 +212,8 @@ static const char *const store_sql[S_COUNT] = {
     [S_SCENE_ANSWER] = "UPDATE scenes SET answer = ?2, openid = ?3 WHERE id = ?1 AND "
                        "answer IS NULL AND expires > ?4",
     [S_SCENE_USE] = "UPDATE scenes SET used = 1 WHERE id = ?1 AND used = 0 AND "
-                    "answer IS NOT NULL AND answer <> 'deny'",
+                    "answer IS NOT NULL AND answer NOT IN ('deny', 'fail')",
+    [S_SCENE_REMOVE] = "DELETE FROM scenes WHERE id = ?1",
     [S_SCENE_PRUNE] = "DELETE FROM scenes WHERE expires <= ?1",
     [S_MPS_ADD] = "INSERT INTO mp_sessions(token_hash, openid, created, expires) "
                   "VALUES (?1, ?2, ?3, ?4)",
@@ -1736,33 +1738,57 @@ store_device_revoke_all(struct store *st, const char *user, int *removed)
 /* --- WeChat: bindings, scenes, mini-program sessions --------------------- */
 
 int
-store_wechat_bind(struct store *st, const char *user, const char *openid, const char *label,
-                  const void *secret, size_t secret_len, int replace, int64_t now, int64_t *id)
+store_wechat_bind(struct store *st, const struct store_wechat_binding *b, int64_t now,
+                  int64_t *id)
 {
     sqlite3_stmt *s;
     struct store_factor f;
     int64_t uid;
-    int rc, r;
+    int rc, r, changed = 0;
 
-    if (secret_len > STORE_SECRET_MAX)
+    if (b->secret_len > STORE_SECRET_MAX)
         return STORE_ERR;
     if (store_begin(st, 1) != STORE_OK)
         return STORE_ERR;
-    /* Inside the write transaction: two phones confirming at once cannot
-     * both bind. */
-    r = store_factor_get(st, user, "wechat", &f);
+    /* Inside the write transaction: of two phones confirming at once only
+     * one answers the scene, and the binding, the answer and the grant's
+     * use stand or fall together. */
+    if (b->scene_id > 0) {
+        if ((s = store_stmt(st, S_SCENE_ANSWER)) == NULL)
+            goto fail;
+        sqlite3_bind_int64(s, 1, b->scene_id);
+        store_bind_text(s, 2, "confirm");
+        store_bind_text(s, 3, b->openid);
+        sqlite3_bind_int64(s, 4, now);
+        if (store_exec_changes(st, s, "scene_answer", &changed) != STORE_OK)
+            goto fail;
+        if (changed != 1) {
+            store_rollback(st, 1);
+            return STORE_GONE;
+        }
+    }
+    if (b->grant_id > 0) {
+        r = store_challenge_consume(st, b->grant_id, now, b->grant_max_attempts);
+        if (r == STORE_ERR)
+            goto fail;
+        if (r != STORE_OK) {
+            store_rollback(st, 1);
+            return STORE_GONE;
+        }
+    }
+    r = store_factor_get(st, b->user, "wechat", &f);
     OPENSSL_cleanse(&f, sizeof(f));
     if (r == STORE_ERR)
         goto fail;
-    if (r == STORE_OK && !replace) {
+    if (r == STORE_OK && !b->replace) {
         store_rollback(st, 1);
         return STORE_CONFLICT;
     }
-    if (r == STORE_NOTFOUND && replace) {
+    if (r == STORE_NOTFOUND && b->replace) {
         store_rollback(st, 1);
         return STORE_NOTFOUND;
     }
-    if (store_user_ensure_locked(st, user, now, &uid) != STORE_OK)
+    if (store_user_ensure_locked(st, b->user, now, &uid) != STORE_OK)
         goto fail;
     if ((s = store_stmt(st, S_WX_BIND_REMOVE)) == NULL)
         goto fail;
@@ -1772,10 +1798,10 @@ store_wechat_bind(struct store *st, const char *user, const char *openid, const 
     if (rc != SQLITE_DONE || (s = store_stmt(st, S_WX_BIND_ADD)) == NULL)
         goto fail;
     sqlite3_bind_int64(s, 1, uid);
-    store_bind_text(s, 2, label ? label : "");
-    sqlite3_bind_blob(s, 3, secret, (int)secret_len, SQLITE_TRANSIENT);
+    store_bind_text(s, 2, b->label ? b->label : "");
+    sqlite3_bind_blob(s, 3, b->secret, (int)b->secret_len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 4, now);
-    store_bind_text(s, 5, openid);
+    store_bind_text(s, 5, b->openid);
     rc = sqlite3_step(s);
     store_done(s);
     if (rc != SQLITE_DONE)
@@ -1892,6 +1918,17 @@ store_scene_answer(struct store *st, int64_t id, const char *answer, const char 
     if (r != STORE_OK)
         return r;
     return changed == 1 ? STORE_OK : STORE_CONFLICT;
+}
+
+int
+store_scene_remove(struct store *st, int64_t id)
+{
+    sqlite3_stmt *s = store_stmt(st, S_SCENE_REMOVE);
+
+    if (s == NULL)
+        return STORE_ERR;
+    sqlite3_bind_int64(s, 1, id);
+    return store_exec_changes(st, s, "scene_remove", NULL);
 }
 
 int

@@ -30,6 +30,7 @@
 #define STORE_ERR (-1)        /* database error (logged) */
 #define STORE_NOTFOUND (-2)   /* no such row */
 #define STORE_CONFLICT (-3)   /* already there / already used */
+#define STORE_GONE (-4)       /* a row the change depended on was used or expired */
 
 #define STORE_NAME_MAX 256    /* user names (= AUTH_USER_MAX) */
 #define STORE_LABEL_MAX 128   /* app password names, factor labels */
@@ -329,14 +330,29 @@ int store_device_revoke_all(struct store *st, const char *user, int *removed);
 
 /* --- WeChat (issue 5) --------------------------------------------------- */
 
+/* A WeChat binding to make (store_wechat_bind). */
+struct store_wechat_binding {
+    const char *user;
+    const char *openid;            /* the factor's subject */
+    const char *label;
+    const void *secret;            /* the sealed code secret */
+    size_t secret_len;
+    int replace;                   /* a rebind: the old binding goes with it */
+    int64_t scene_id;              /* > 0: this scene is answered "confirm" by
+                                    * openid in the same transaction */
+    int64_t grant_id;              /* > 0: this challenge (the change grant)
+                                    * is used up in the same transaction */
+    int grant_max_attempts;
+};
+
 /*
- * Binds the WeChat account openid to user: a 'wechat' factor with the
- * sealed code secret, subject = openid.  replace = 0: STORE_CONFLICT if the
- * user has one already; replace = 1 (a rebind): STORE_NOTFOUND if not, and
- * the old binding goes in the same transaction.  Durable.
+ * Binds b->openid to b->user: a 'wechat' factor with the sealed code
+ * secret, subject = openid, all in one transaction.  STORE_CONFLICT if the
+ * user has one already and !replace; STORE_NOTFOUND if replace and not;
+ * STORE_GONE if the scene was answered or expired, or the grant used or
+ * expired.  On any failure nothing changes.  Durable.
  */
-int store_wechat_bind(struct store *st, const char *user, const char *openid, const char *label,
-                      const void *secret, size_t secret_len, int replace, int64_t now,
+int store_wechat_bind(struct store *st, const struct store_wechat_binding *b, int64_t now,
                       int64_t *id);
 
 /* Calls cb for each binding of openid (f->user names the mailbox). */
@@ -366,6 +382,9 @@ int store_scene_answer(struct store *st, int64_t id, const char *answer, const c
                        int64_t now);
 /* Uses an approved scene once; else STORE_CONFLICT. */
 int store_scene_use(struct store *st, int64_t id);
+
+/* Deletes a scene (its QR could not be shown after all). */
+int store_scene_remove(struct store *st, int64_t id);
 int store_scene_prune(struct store *st, int64_t now);
 
 /* Mini-program sessions: a bearer token's hash for an openid. */

@@ -559,9 +559,10 @@ set_wechat_env_version(struct config_parse *cp, const char *v, void *field, size
 
 /*
  * [wechat] template_keys: the subscribe template's field names for the
- * mailbox, the browser's address, the time and the number, in that order;
- * "-" leaves one out.  A name is a WeChat field type and a number
- * ("thing1", "character_string2", "time3", "number4").
+ * mailbox, the browser's address and the time, in that order; "-" leaves
+ * one out.  A name is a WeChat field type and a number ("thing1",
+ * "character_string2", "time3").  No field for the number to match: the
+ * message must not give it away.
  */
 static int
 set_wechat_template_keys(struct config_parse *cp, const char *v, void *field, size_t size)
@@ -595,9 +596,9 @@ set_wechat_template_keys(struct config_parse *cp, const char *v, void *field, si
         if (*p != '\0')
             goto bad;
     }
-    if (n != 4)
+    if (n != 3)
         goto bad;
-    /* Stored without spaces: "thing1,-,time3,number4". */
+    /* Stored without spaces: "thing1,-,time3". */
     {
         char *o = field;
         for (const char *p = v; *p; p++)
@@ -607,8 +608,8 @@ set_wechat_template_keys(struct config_parse *cp, const char *v, void *field, si
     }
     return 0;
 bad:
-    config_fail(cp, "expected four template fields (mailbox, address, time, number) such "
-                    "as thing1,character_string2,time3,number4, \"-\" for none, got \"%s\"",
+    config_fail(cp, "expected three template fields (mailbox, address, time) such "
+                    "as thing1,character_string2,time3, \"-\" for none, got \"%s\"",
                 v);
     return -1;
 }
@@ -815,7 +816,7 @@ config_defaults(struct config *cfg)
     /* The mailbox and the address as character_string (32 characters of
      * letters, digits and symbols: an address fits, where thing allows 20). */
     snprintf(cfg->wechat_template_keys, sizeof(cfg->wechat_template_keys),
-             "character_string1,character_string2,time3,number4");
+             "character_string1,character_string2,time3");
     cfg->wechat_timeout_ms = 5000;
     cfg->wechat_scene_ttl_ms = 300000;
 }

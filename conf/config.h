@@ -132,7 +132,7 @@ struct config {
     char wechat_page[128];            /* the page a mini-program code opens */
     char wechat_env_version[16];      /* release | trial | develop */
     char wechat_template_id[128];     /* subscribe message template; "" = no push */
-    char wechat_template_keys[256];   /* its fields for mailbox,addr,time,number */
+    char wechat_template_keys[256];   /* its fields for mailbox,addr,time */
     uint64_t wechat_timeout_ms;       /* one call to WeChat, connect included */
     uint64_t wechat_scene_ttl_ms;     /* a QR scene's life (default 5 minutes) */
     char wechat_ca[PATH_MAX];         /* CA file for api_base; "" = system store */

@@ -138,7 +138,7 @@ def test_subscribe_send(wx):
     msg = {"touser": "oBob", "template_id": wx.template_id,
            "page": "pages/confirm/confirm?scene=abc", "miniprogram_state": "formal",
            "lang": "zh_CN", "data": {"thing1": {"value": "bob@example.com"},
-                                     "number4": {"value": "42"}}}
+                                     "time3": {"value": "2024年5月1日 15:01"}}}
     st, _, body = post(wx, "/cgi-bin/message/subscribe/send", msg, access_token=tok)
     assert st == 200 and json.loads(body) == {"errcode": 0, "errmsg": "ok"}
     assert wx.messages() == [msg]

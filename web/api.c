@@ -564,6 +564,7 @@ api_login_password_ok(struct web_worker *ww, struct http_request *req, const cha
     cJSON_AddStringToObject(o, "state", "second_factor");
     cJSON_AddStringToObject(o, "challenge", token);
     cJSON_AddItemToObject(o, "methods", methods);
+    cJSON_AddBoolToObject(o, "push", wechat_push_enabled(ww->sh->wechat));
     api_reply(req, 200, o, NULL);
     OPENSSL_cleanse(token, sizeof(token));
 }

@@ -21,6 +21,7 @@
 #include "web/api_priv.h"
 #include "web/mailer.h"
 #include "web/qr.h"
+#include "web/wechat.h"
 
 /* The first byte of a pending enrollment's data: a new binding or a change. */
 #define ENROLL_BIND 'b'
@@ -138,6 +139,9 @@ api_me(struct web_worker *ww, struct http_request *req)
         api_reply_store_error(req);
         return;
     }
+    /* What the page may offer: WeChat binding, and push beside the scan. */
+    cJSON_AddBoolToObject(o, "wechat", ww->sh->wechat != NULL);
+    cJSON_AddBoolToObject(o, "push", wechat_push_enabled(ww->sh->wechat));
     api_host(ww, req, host, sizeof(host));
     settings = cJSON_AddObjectToObject(o, "settings");
     for (size_t i = 0; i < ARRAY_SIZE(protos); i++) {

@@ -17,6 +17,7 @@
 
 #include "auth/account.h"
 #include "auth/auth.h"
+#include "auth/challenge.h"
 #include "auth/keys.h"
 #include "auth/scene.h"
 #include "auth/token.h"
@@ -300,7 +301,14 @@ api_mp_request_get(struct web_worker *ww, struct http_request *req)
     api_reply(req, 200, o, NULL);
 }
 
-/* A bind scene confirmed: the new binding, and the answer with it. */
+/*
+ * A bind scene confirmed: the binding, the answer and (for a rebind) the
+ * use of the change grant, in one transaction.  If the binding cannot be
+ * made (bound or unbound meanwhile, grant used or expired), the scene is
+ * answered SCENE_FAIL so the waiting page says so.  STORE_OK, SCENE_ANSWERED,
+ * STORE_CONFLICT / STORE_NOTFOUND (the binding changed meanwhile),
+ * STORE_GONE (the grant is used up or expired) or STORE_ERR.
+ */
 static int
 api_mp_bind(struct web_worker *ww, struct http_request *req, const struct store_scene *sc,
             const char *openid)
@@ -309,22 +317,34 @@ api_mp_bind(struct web_worker *ww, struct http_request *req, const struct store_
     unsigned char secret[TOTP_SECRET_LEN], sealed[TOTP_SEALED_MAX];
     char b32[64], uri[TOTP_URI_MAX], detail[STORE_DETAIL_MAX], lu[AUTH_USER_MAX];
     int replace = strcmp(sc->purpose, SCENE_REBIND) == 0;
-    size_t sealed_len = 0;
+    struct store_wechat_binding b;
     int64_t id = 0;
     int r;
 
+    memset(&b, 0, sizeof(b));
     if (account_totp_secret(sc->user, secret, b32, uri) != 0 ||
         totp_seal(api_keys(ww)->totp, sc->user, secret, sizeof(secret), sealed, sizeof(sealed),
-                  &sealed_len) != 0) {
+                  &b.secret_len) != 0) {
         r = STORE_ERR;
         goto done;
     }
-    /* Answer first: it is atomic, so of two phones only one goes on. */
-    r = scene_answer(st, sc, "confirm", openid, api_now());
-    if (r != STORE_OK)
-        goto done;
-    r = store_wechat_bind(st, sc->user, openid, "WeChat", sealed, sealed_len, replace,
-                          api_now(), &id);
+    b.user = sc->user;
+    b.openid = openid;
+    b.label = "WeChat";
+    b.secret = sealed;
+    b.replace = replace;
+    b.scene_id = sc->id;
+    b.grant_id = replace ? sc->challenge_id : 0;
+    b.grant_max_attempts = CHALLENGE_MAX_ATTEMPTS;
+    r = store_wechat_bind(st, &b, api_now(), &id);
+    if (r == STORE_GONE || r == STORE_CONFLICT || r == STORE_NOTFOUND) {
+        /* Nothing changed.  Gone: the scene was answered (or expired) --
+         * then this answer fails too -- or the grant is used up. */
+        int a = scene_answer(st, sc, SCENE_FAIL, openid, api_now());
+
+        if (a != STORE_OK)
+            r = a == SCENE_ANSWERED ? SCENE_ANSWERED : STORE_ERR;
+    }
     if (r == STORE_OK) {
         snprintf(detail, sizeof(detail), "kind=wechat id=%lld via=web%s", (long long)id,
                  replace ? " change=1" : "");
@@ -377,9 +397,18 @@ api_mp_request_post(struct web_worker *ww, struct http_request *req)
         http_respond_error(req, 409, "answered", "This request has been answered already.");
         goto done;
     }
+    /* Answered (or failed): the waiting page learns it at once. */
+    if (r != STORE_ERR &&
+        scene_hash(api_keys(ww), req->path + strlen("/api/mp/requests/"), hash) == 0)
+        scanhub_notify(ww->sh->scanhub, hash);
     if (r == STORE_CONFLICT || r == STORE_NOTFOUND) {
         http_respond_error(req, 409, "already_bound",
                            "This mailbox's WeChat binding changed meanwhile.");
+        goto done;
+    }
+    if (r == STORE_GONE) {
+        http_respond_error(req, 410, "expired",
+                           "The verification for this change has expired. Please start again.");
         goto done;
     }
     if (r != STORE_OK) {
@@ -389,8 +418,6 @@ api_mp_request_post(struct web_worker *ww, struct http_request *req)
     log_info("web id=%llx event=scene_answered user=%s purpose=%s answer=%s",
              (unsigned long long)req->id, util_log_safe(sc.user, lu, sizeof(lu)), sc.purpose,
              stored);
-    if (scene_hash(api_keys(ww), req->path + strlen("/api/mp/requests/"), hash) == 0)
-        scanhub_notify(ww->sh->scanhub, hash);
     api_reply_ok(req);
 
 done:

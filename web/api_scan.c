@@ -36,8 +36,10 @@ struct api_qr {
     struct api_pending p;          /* first member */
     struct wechat_job *job;
     char scene[SCENE_LEN + 1];
+    int64_t scene_id;
     int64_t expires;
     int number;
+    int shown;                     /* the page got the QR; else the scene goes */
 };
 
 static void
@@ -67,6 +69,9 @@ api_wechat_unavailable(struct http_request *req)
 static void
 api_qr_free(struct api_qr *q)
 {
+    /* No QR, no scene: nobody may answer what the page never showed. */
+    if (!q->shown && store_scene_remove(api_store(q->p.aw->ww), q->scene_id) != STORE_OK)
+        log_warn("web event=scene_left what=remove_failed");
     api_pending_remove(q->p.aw, &q->p);
     if (q->p.req != NULL)
         q->p.req->on_abort = NULL;
@@ -109,6 +114,7 @@ api_qr_done(void *arg, const struct wechat_result *r)
         api_reply_store_error(req);
     } else {
         api_scene_reply(req, q->scene, q->expires - api_now(), q->number, NULL, url);
+        q->shown = 1;
     }
     free(url);
     api_qr_free(q);
@@ -151,8 +157,8 @@ api_scene_start(struct web_worker *ww, struct http_request *req, struct store_sc
     int r;
 
     util_strlcpy(sc->addr, req->peer, sizeof(sc->addr));
-    if (scene_create(api_store(ww), api_keys(ww), sc, api_now(), (int64_t)(ww->cfg->wechat_scene_ttl_ms / 1000), text) !=
-        STORE_OK) {
+    if (scene_create(api_store(ww), api_keys(ww), sc, api_now(),
+                     (int64_t)(ww->cfg->wechat_scene_ttl_ms / 1000), text) != STORE_OK) {
         api_reply_store_error(req);
         return;
     }
@@ -162,6 +168,7 @@ api_scene_start(struct web_worker *ww, struct http_request *req, struct store_sc
         api_host(ww, req, host, sizeof(host));
         snprintf(url, sizeof(url), "https://%s/mp?scene=%s", host, text);
         if (qr_svg(url, &svg) != 0) {
+            store_scene_remove(api_store(ww), sc->id);
             api_reply_store_error(req);
             return;
         }
@@ -171,14 +178,18 @@ api_scene_start(struct web_worker *ww, struct http_request *req, struct store_sc
     }
     q = calloc(1, sizeof(*q));
     if (q == NULL) {
+        store_scene_remove(api_store(ww), sc->id);
         api_reply_store_error(req);
         return;
     }
     memcpy(q->scene, text, sizeof(q->scene));
+    q->scene_id = sc->id;
     q->expires = sc->expires;
     q->number = sc->number;
     r = wechat_wxacode(aw->wechat, text, api_qr_done, q, &q->job);
     if (r != 0) {
+        store_scene_remove(api_store(ww), sc->id);
+        OPENSSL_cleanse(q, sizeof(*q));
         free(q);
         api_wechat_unavailable(req);
         return;
@@ -254,9 +265,11 @@ api_wechat_begin(struct web_worker *ww, struct http_request *req, struct api_ses
             http_respond_error(req, 409, "already_bound", "WeChat is already bound. Use Change.");
             return;
         }
-        /* The grant stays usable until it expires: a refreshed QR sends it again. */
+        /* The grant is used up by the binding it allows (api_mp_bind), so a
+         * refreshed QR may send it again until then. */
         if (api_open_grant(ww, req, s, grant, "change", "wechat", &ch) != 0)
             return;
+        sc.challenge_id = ch.id;
         OPENSSL_cleanse(&ch, sizeof(ch));
         util_strlcpy(sc.purpose, SCENE_REBIND, sizeof(sc.purpose));
     } else {
@@ -346,14 +359,15 @@ api_scan_make(struct web_worker *ww, struct http_request *req, int signin, int p
         }
         sc.number = 10 + b % 90;
         util_strlcpy(sc.addr, req->peer, sizeof(sc.addr));
-        if (scene_create(api_store(ww), api_keys(ww), &sc, api_now(), (int64_t)(ww->cfg->wechat_scene_ttl_ms / 1000), text) !=
-            STORE_OK) {
+        if (scene_create(api_store(ww), api_keys(ww), &sc, api_now(),
+                         (int64_t)(ww->cfg->wechat_scene_ttl_ms / 1000), text) != STORE_OK) {
             api_reply_store_error(req);
             goto done;
         }
         snprintf(page, sizeof(page), "%s?scene=%s", ww->cfg->wechat_page, text);
         if (wechat_subscribe_send(aw->wechat, openid, page, sc.user, sc.addr, sc.created,
-                                  sc.number, api_push_sent, NULL, NULL) != 0) {
+                                  api_push_sent, NULL, NULL) != 0) {
+            store_scene_remove(api_store(ww), sc.id);
             api_wechat_unavailable(req);
             goto done;
         }
@@ -409,7 +423,9 @@ api_scene_verify(struct web_worker *ww, struct http_request *req, const cJSON *b
         api_reply_store_error(req);
         return -1;
     }
-    if (r != STORE_OK || sc.challenge_id != ch->id || strcmp(sc.user, ch->user) != 0) {
+    /* A rebind scene's challenge is its grant: never a verification. */
+    if (r != STORE_OK || sc.challenge_id != ch->id || strcmp(sc.user, ch->user) != 0 ||
+        strcmp(sc.purpose, SCENE_BIND) == 0 || strcmp(sc.purpose, SCENE_REBIND) == 0) {
         http_respond_error(req, 410, "expired", "This QR code has expired. Please start again.");
         return -1;
     }

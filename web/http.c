@@ -472,7 +472,22 @@ http_arena_add(struct http_req *r, const char *data, size_t len)
     return 0;
 }
 
-/* The raw path for the log: bytes outside printable ASCII, '"' and '\' as %XX. */
+static int
+http_token_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '_';
+}
+
+/*
+ * The raw path for the log: bytes outside printable ASCII, '"' and '\' as
+ * %XX, and what looks like a secret cut to its first HTTP_LOG_KEEP
+ * characters and "...": a run of HTTP_LOG_TOKEN_MIN or more letters,
+ * digits, '-' or '_' (a QR scene in /api/scan/<scene>/wait or /mp?scene=
+ * lets whoever holds it answer the request; the log must not hand it out).
+ */
+#define HTTP_LOG_TOKEN_MIN 16
+#define HTTP_LOG_KEEP 4
 static void
 http_log_path(struct http_req *r, const char *raw, size_t len)
 {
@@ -481,7 +496,21 @@ http_log_path(struct http_req *r, const char *raw, size_t len)
 
     for (size_t i = 0; i < len && o + 4 < sizeof(r->logpath); i++) {
         unsigned char ch = (unsigned char)raw[i];
+        size_t run = 0;
 
+        if (http_token_char(ch) && (i == 0 || !http_token_char((unsigned char)raw[i - 1]))) {
+            while (i + run < len && http_token_char((unsigned char)raw[i + run]))
+                run++;
+            if (run >= HTTP_LOG_TOKEN_MIN) {
+                if (o + HTTP_LOG_KEEP + 4 >= sizeof(r->logpath))
+                    break;
+                memcpy(r->logpath + o, raw + i, HTTP_LOG_KEEP);
+                memcpy(r->logpath + o + HTTP_LOG_KEEP, "...", 3);
+                o += HTTP_LOG_KEEP + 3;
+                i += run - 1;
+                continue;
+            }
+        }
         if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
             r->logpath[o++] = '%';
             r->logpath[o++] = hex[ch >> 4];

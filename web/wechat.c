@@ -79,7 +79,7 @@ struct wechat_shared {
     char env_version[16];
     const char *miniprogram_state;    /* subscribe/send's name for env_version */
     char template_id[128];
-    char keys[4][64];                 /* template fields: mailbox, addr, time, number */
+    char keys[3][64];                 /* template fields: mailbox, addr, time */
     long timeout_ms;
     char ca[PATH_MAX];
 
@@ -192,7 +192,7 @@ wechat_shared_new(const struct config *cfg, struct wechat_shared **out)
         sh->miniprogram_state = "formal";
     snprintf(sh->template_id, sizeof(sh->template_id), "%s", cfg->wechat_template_id);
     snprintf(keys, sizeof(keys), "%s", cfg->wechat_template_keys);
-    for (tok = strtok_r(keys, ",", &save); tok != NULL && i < 4;
+    for (tok = strtok_r(keys, ",", &save); tok != NULL && i < 3;
          tok = strtok_r(NULL, ",", &save), i++)
         snprintf(sh->keys[i], sizeof(sh->keys[i]), "%s", strcmp(tok, "-") == 0 ? "" : tok);
     sh->timeout_ms = cfg->wechat_timeout_ms > 0 ? (long)cfg->wechat_timeout_ms : 5000;
@@ -1176,13 +1176,13 @@ wechat_field_value(const char *key, const char *text, char *out, size_t outlen)
 
 int
 wechat_subscribe_send(struct wechat *w, const char *openid, const char *page,
-                      const char *mailbox, const char *addr, int64_t when, int number,
-                      wechat_cb cb, void *arg, struct wechat_job **jobp)
+                      const char *mailbox, const char *addr, int64_t when, wechat_cb cb,
+                      void *arg, struct wechat_job **jobp)
 {
     struct wechat_shared *sh = w->sh;
     struct wechat_job *j;
     cJSON *o, *data;
-    char texts[4][128], value[128];
+    char texts[3][128], value[128];
     time_t t;
     struct tm tm;
 
@@ -1203,7 +1203,6 @@ wechat_subscribe_send(struct wechat *w, const char *openid, const char *page,
     snprintf(texts[1], sizeof(texts[1]), "%s", addr);
     snprintf(texts[2], sizeof(texts[2]), "%d\xe5\xb9\xb4%d\xe6\x9c\x88%d\xe6\x97\xa5 %02d:%02d",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
-    snprintf(texts[3], sizeof(texts[3]), "%d", number);
     j = wechat_job_new(w, WECHAT_K_SUBSCRIBE, cb, arg);
     if (j == NULL)
         return UV_ENOMEM;
@@ -1215,7 +1214,7 @@ wechat_subscribe_send(struct wechat *w, const char *openid, const char *page,
         cJSON_AddStringToObject(o, "lang", "zh_CN") == NULL ||
         (data = cJSON_AddObjectToObject(o, "data")) == NULL)
         goto nomem;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 3; i++) {
         cJSON *field;
 
         if (sh->keys[i][0] == '\0')

@@ -114,13 +114,14 @@ int wechat_wxacode(struct wechat *w, const char *scene, wechat_cb cb, void *arg,
  * message/subscribe/send to openid with [wechat] template_id: page is what
  * a tap opens ("pages/confirm/confirm?scene=..."), and the template's
  * fields ([wechat] template_keys, in this order) carry mailbox, addr (the
- * browser's address), time (Unix seconds, shown in China time) and number
- * (the number to match).  Values are cut to WeChat's limits per field type
- * (thing 20 characters, character_string 32 ...).
+ * browser's address) and time (Unix seconds, shown in China time).  Never
+ * the number to match: the phone must learn it from the page, not from the
+ * message.  Values are cut to WeChat's limits per field type (thing 20
+ * characters, character_string 32 ...).
  */
 int wechat_subscribe_send(struct wechat *w, const char *openid, const char *page,
-                          const char *mailbox, const char *addr, int64_t time, int number,
-                          wechat_cb cb, void *arg, struct wechat_job **job);
+                          const char *mailbox, const char *addr, int64_t time, wechat_cb cb,
+                          void *arg, struct wechat_job **job);
 
 /* Ends a job at once; its callback is not called.  NULL is fine. */
 void wechat_cancel(struct wechat_job *job);

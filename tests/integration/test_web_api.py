@@ -157,6 +157,8 @@ def test_signin_without_factor_me_and_logout(web, browser):
     st, me = browser.me()
     assert st == 200, me
     assert me["user"] == "alice" and me["factors"] == []
+    # No [wechat] here: the page neither offers binding it nor pushing.
+    assert me["wechat"] is False and me["push"] is False, me
     assert len(me["csrf"]) == 43 and me["csrf"] != browser.cookies["mfa_session"]
     imap = me["settings"]["imap"]
     assert imap == {"host": "mail.example.test", "ssl_port": web.ports["imaps"],
@@ -281,6 +283,7 @@ def test_totp_flow_trust_devices_verify_unbind(web, tls_ctx):
     b2 = Browser(web, tls_ctx)
     st, obj = b2.login("bob", "bobpw")
     assert st == 200 and obj["state"] == "second_factor" and obj["methods"] == ["totp"], obj
+    assert obj["push"] is False, obj
     assert "mfa_session" not in b2.cookies
     st, obj = b2.request("POST", "/api/login/verify", {"challenge": obj["challenge"],
                                                         "method": "totp",

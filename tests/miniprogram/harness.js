@@ -153,7 +153,7 @@ async function startFakeServer() {
     badCodes: new Set(["wxcode-bad"]),
     openidOf: new Map(),          // token -> openid
     accounts: {},                 // openid -> [{mailbox, secret, digits, period, algorithm}]
-    scenes: new Map(),            // scene -> {kind, mailbox, addr, time, expires, owner, answered}
+    scenes: new Map(),            // scene -> {kind, mailbox, addr, time, expires, owner, answered, postError}
     log: []                       // [method, path, authorization, body]
   };
   const server = http.createServer((req, res) => {
@@ -203,6 +203,9 @@ async function startFakeServer() {
                                   time: sc.time, expires: sc.expires });
         }
         if (req.method === "POST") {
+          // postError: what mfagate answers when the answer cannot be used
+          // (409 already_bound: the mailbox's binding changed meanwhile)
+          if (sc.postError) return json(res, sc.postError.status, { error: sc.postError.error, message: "no" });
           const ok = sc.kind === "signin" ? ["trust", "temporary", "deny"] : ["confirm", "deny"];
           if (!ok.includes(body.answer)) return json(res, 400, { error: "bad_request" });
           sc.answered = body.answer;

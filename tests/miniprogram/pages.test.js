@@ -237,6 +237,18 @@ test("confirm: a scene answered meanwhile (410 on POST) shows expired", async ()
   assert.equal(page.data.errorCode, "expired");
 });
 
+test("confirm: a bind whose mailbox was bound meanwhile: told so, no retry", async () => {
+  const scene = addScene("bind", { postError: { status: 409, error: "already_bound" } });
+  const { page } = open("pages/confirm/confirm", srv.base);
+  await page.onLoad({ scene });
+  assert.equal(page.data.state, "ready");
+  await page.onAnswer(tap({ answer: "confirm" }));
+  assert.equal(page.data.state, "error");
+  assert.equal(page.data.errorCode, "already_bound");
+  assert.equal(page.data.errorText, "该邮箱的微信绑定已在别处更改，未能绑定。请在网页上重新开始。");
+  assert.equal(page.data.canRetry, false);
+});
+
 test("confirm: wrong account", async () => {
   const scene = addScene("signin", { owner: "openid-bob" });
   const { page } = open("pages/confirm/confirm", srv.base);

@@ -706,6 +706,7 @@
       showError(err, "");
       api("POST", "/api/login", { user: user.value.trim(), password: pass.value }).then(function (r) {
         if (r && r.state === "second_factor") {
+          if (typeof r.push === "boolean") wechat.pushOff = !r.push;
           secondFactor({
             mode: "login", challenge: r.challenge, methods: r.methods,
             onDone: signedIn,
@@ -945,8 +946,9 @@
 
   var wechat = { off: false, pushOff: false };
 
-  // Whether this server offers WeChat: /api/me may say so ("wechat": bool);
-  // else it is assumed on until a route answers 404 wechat_off.
+  // Whether this server offers WeChat: /api/me says so ("wechat": bool);
+  // before it is loaded, on until a route answers 404 wechat_off.  Push:
+  // /api/login's second-factor answer says so ("push": bool).
   function wechatOffered() {
     if (state.me && typeof state.me.wechat === "boolean") return state.me.wechat;
     return !wechat.off;
@@ -1106,6 +1108,11 @@
             });
           } else if (st === "denied") {
             setState("denied", opts.deniedText || t("wx.denied"));
+            showRefresh(t("wx.retry"));
+          } else if (st === "failed") {
+            // Confirmed on the phone, but the binding changed meanwhile
+            // (another tab) or the change's verification expired.
+            setState("denied", t("wx.bind.failed"));
             showRefresh(t("wx.retry"));
           } else if (st === "expired" || st === "used") {
             setState("expired", t("wx.expired"));

@@ -13,7 +13,9 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <openssl/crypto.h>
 
+#include "auth/challenge.h"
 #include "auth/scene.h"
 #include "auth_test_util.h"
 #include "core/log.h"
@@ -158,6 +160,7 @@ test_states(void **state)
     assert_string_equal(scene_state_name(SCENE_DENIED), "denied");
     assert_string_equal(scene_state_name(SCENE_EXPIRED), "expired");
     assert_string_equal(scene_state_name(SCENE_USED), "used");
+    assert_string_equal(scene_state_name(SCENE_FAILED), "failed");
 
     /* Pending, then expired once expires is reached. */
     make_scene(f, SCENE_SIGNIN, 0, now, &sc, text);
@@ -186,6 +189,12 @@ test_states(void **state)
     assert_int_equal(scene_answer(f->st, &sc, "deny", "oWX-alice", now + 1), STORE_OK);
     assert_int_equal(scene_open(f->st, &f->keys, text, &got), STORE_OK);
     assert_int_equal(scene_state(&got, now + 2), SCENE_DENIED);
+
+    /* Failed after SCENE_FAIL (a confirmed bind that could not be made). */
+    make_scene(f, SCENE_BIND, 0, now, &sc, text);
+    assert_int_equal(scene_answer(f->st, &sc, SCENE_FAIL, "oWX-alice", now + 1), STORE_OK);
+    assert_int_equal(scene_open(f->st, &f->keys, text, &got), STORE_OK);
+    assert_int_equal(scene_state(&got, now + 2), SCENE_FAILED);
 }
 
 static void
@@ -247,6 +256,11 @@ test_use_once(void **state)
     assert_int_equal(scene_open(f->st, &f->keys, text, &got), STORE_OK);
     assert_int_equal(got.used, 0);
     assert_int_equal(scene_state(&got, now + 2), SCENE_DENIED);
+
+    /* Failed: never. */
+    make_scene(f, SCENE_BIND, 0, now, &sc, text);
+    assert_int_equal(scene_answer(f->st, &sc, SCENE_FAIL, "oWX-alice", now + 1), STORE_OK);
+    assert_int_equal(store_scene_use(f->st, sc.id), STORE_CONFLICT);
 
     /* Unknown row. */
     assert_int_equal(store_scene_use(f->st, 999999), STORE_CONFLICT);
@@ -386,6 +400,21 @@ on_listed(void *arg, const struct store_factor *f)
     return 0;
 }
 
+static const unsigned char bind_secret[] = "sealed-secret";
+
+/* store_wechat_bind of bind_secret, without a scene or grant. */
+static int
+wx_bind(struct fx *f, const char *user, const char *openid, const char *label, int replace,
+        int64_t now, int64_t *id)
+{
+    struct store_wechat_binding b = {
+        .user = user, .openid = openid, .label = label, .secret = bind_secret,
+        .secret_len = sizeof(bind_secret), .replace = replace,
+    };
+
+    return store_wechat_bind(f->st, &b, now, id);
+}
+
 static void
 test_wechat_bind(void **state)
 {
@@ -394,19 +423,15 @@ test_wechat_bind(void **state)
     struct store_factor fac;
     int64_t id1 = 0, id2 = 0, now = 1700000000;
     int count = -1;
-    static const unsigned char secret[] = "sealed-secret";
-
     /* A rebind without a binding. */
-    assert_int_equal(store_wechat_bind(f->st, "alice@example.com", "oWX-old", "WeChat", secret,
-                                       sizeof(secret), 1, now, &id1),
+    assert_int_equal(wx_bind(f, "alice@example.com", "oWX-old", "WeChat", 1, now, &id1),
                      STORE_NOTFOUND);
     memset(&l, 0, sizeof(l));
     assert_int_equal(store_wechat_list(f->st, "oWX-old", on_listed, &l), STORE_OK);
     assert_int_equal(l.n, 0);
 
     /* Bind. */
-    assert_int_equal(store_wechat_bind(f->st, "alice@example.com", "oWX-old", "WeChat", secret,
-                                       sizeof(secret), 0, now, &id1),
+    assert_int_equal(wx_bind(f, "alice@example.com", "oWX-old", "WeChat", 0, now, &id1),
                      STORE_OK);
     assert_true(id1 > 0);
     memset(&l, 0, sizeof(l));
@@ -417,16 +442,14 @@ test_wechat_bind(void **state)
     assert_string_equal(l.kind, "wechat");
 
     /* A second bind conflicts, and changes nothing. */
-    assert_int_equal(store_wechat_bind(f->st, "alice@example.com", "oWX-new", "WeChat", secret,
-                                       sizeof(secret), 0, now + 1, &id2),
+    assert_int_equal(wx_bind(f, "alice@example.com", "oWX-new", "WeChat", 0, now + 1, &id2),
                      STORE_CONFLICT);
     memset(&l, 0, sizeof(l));
     assert_int_equal(store_wechat_list(f->st, "oWX-new", on_listed, &l), STORE_OK);
     assert_int_equal(l.n, 0);
 
     /* A rebind replaces it. */
-    assert_int_equal(store_wechat_bind(f->st, "alice@example.com", "oWX-new", "WeChat 2", secret,
-                                       sizeof(secret), 1, now + 2, &id2),
+    assert_int_equal(wx_bind(f, "alice@example.com", "oWX-new", "WeChat 2", 1, now + 2, &id2),
                      STORE_OK);
     assert_true(id2 > 0 && id2 != id1);
     memset(&l, 0, sizeof(l));
@@ -442,17 +465,79 @@ test_wechat_bind(void **state)
     assert_int_equal(store_factor_get(f->st, "alice@example.com", "wechat", &fac), STORE_OK);
     assert_int_equal(fac.id, id2);
     assert_string_equal(fac.label, "WeChat 2");
-    assert_int_equal(fac.secret_len, sizeof(secret));
-    assert_memory_equal(fac.secret, secret, sizeof(secret));
+    assert_int_equal(fac.secret_len, sizeof(bind_secret));
+    assert_memory_equal(fac.secret, bind_secret, sizeof(bind_secret));
 
     /* One openid may serve two mailboxes: both are listed. */
-    assert_int_equal(store_wechat_bind(f->st, "bob@example.com", "oWX-new", "WeChat", secret,
-                                       sizeof(secret), 0, now + 3, NULL),
+    assert_int_equal(wx_bind(f, "bob@example.com", "oWX-new", "WeChat", 0, now + 3, NULL),
                      STORE_OK);
     memset(&l, 0, sizeof(l));
     assert_int_equal(store_wechat_list(f->st, "oWX-new", on_listed, &l), STORE_OK);
     assert_int_equal(l.n, 2);
     assert_string_equal(l.user, "bob@example.com");
+}
+
+/* A binding with its scene and grant: all of it or nothing. */
+static void
+test_wechat_bind_scene_grant(void **state)
+{
+    struct fx *f = *state;
+    struct store_scene sc, got;
+    struct store_challenge ch;
+    struct store_factor fac;
+    char text[SCENE_LEN + 1], grant[TOKEN_TEXT_LEN + 1];
+    int64_t now = 1700000000, gid = 0, id = 0;
+    struct store_wechat_binding b = {
+        .user = "alice@example.com", .openid = "oWX-new", .label = "WeChat",
+        .secret = bind_secret, .secret_len = sizeof(bind_secret),
+        .grant_max_attempts = CHALLENGE_MAX_ATTEMPTS,
+    };
+
+    /* A bind answers its scene "confirm" by the binding's openid. */
+    make_scene(f, SCENE_BIND, 0, now, &sc, text);
+    b.scene_id = sc.id;
+    assert_int_equal(store_wechat_bind(f->st, &b, now + 1, &id), STORE_OK);
+    assert_int_equal(scene_open(f->st, &f->keys, text, &got), STORE_OK);
+    assert_string_equal(got.answer, "confirm");
+    assert_string_equal(got.openid, "oWX-new");
+    /* The same scene again: gone, and nothing changes. */
+    b.replace = 1;
+    assert_int_equal(store_wechat_bind(f->st, &b, now + 2, NULL), STORE_GONE);
+
+    /* A rebind that conflicts leaves its scene unanswered. */
+    make_scene(f, SCENE_BIND, 0, now, &sc, text);
+    b.replace = 0;
+    b.scene_id = sc.id;
+    assert_int_equal(store_wechat_bind(f->st, &b, now + 3, NULL), STORE_CONFLICT);
+    assert_int_equal(scene_open(f->st, &f->keys, text, &got), STORE_OK);
+    assert_string_equal(got.answer, "");
+
+    /* A rebind uses its change grant up, in the same transaction. */
+    assert_int_equal(challenge_create(f->st, &f->keys, "alice@example.com", CHALLENGE_GRANT,
+                                      "change:wechat", 13, "192.0.2.7", now, 300, grant, &gid),
+                     STORE_OK);
+    make_scene(f, SCENE_REBIND, 0, now, &sc, text);
+    b.replace = 1;
+    b.openid = "oWX-third";
+    b.scene_id = sc.id;
+    b.grant_id = gid;
+    assert_int_equal(store_wechat_bind(f->st, &b, now + 4, &id), STORE_OK);
+    assert_int_equal(challenge_open(f->st, &f->keys, grant, CHALLENGE_GRANT, now + 5, &ch),
+                     CHALLENGE_GONE);
+    assert_int_equal(store_factor_get(f->st, "alice@example.com", "wechat", &fac), STORE_OK);
+    assert_string_equal(fac.subject, "oWX-third");
+
+    /* The grant once more (a second QR's scene): gone; that scene stays
+     * unanswered and the binding stays as it is. */
+    make_scene(f, SCENE_REBIND, 0, now, &sc, text);
+    b.openid = "oWX-fourth";
+    b.scene_id = sc.id;
+    assert_int_equal(store_wechat_bind(f->st, &b, now + 6, NULL), STORE_GONE);
+    assert_int_equal(scene_open(f->st, &f->keys, text, &got), STORE_OK);
+    assert_string_equal(got.answer, "");
+    assert_int_equal(store_factor_get(f->st, "alice@example.com", "wechat", &fac), STORE_OK);
+    assert_string_equal(fac.subject, "oWX-third");
+    OPENSSL_cleanse(&fac, sizeof(fac));
 }
 
 static void
@@ -513,6 +598,7 @@ main(void)
         cmocka_unit_test(test_check_answer),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test_setup_teardown(test_wechat_bind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wechat_bind_scene_grant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mpsession, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scene_prune, setup, teardown),
     };

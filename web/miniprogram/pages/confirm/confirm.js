@@ -85,8 +85,8 @@ Page({
       state: "error",
       errorCode: code,
       errorText: i18n.errorText(err),
-      // a dead or foreign QR code does not come back by trying again
-      canRetry: !(code === "expired" || code === "wrong_account" || code === "bad_scene")
+      // a dead, answered or foreign QR code does not come back by trying again
+      canRetry: ["expired", "wrong_account", "bad_scene", "answered", "already_bound"].indexOf(code) < 0
     });
   },
 
