@@ -25,6 +25,7 @@ import time
 import pytest
 
 from dovecot import Dovecot
+from helpers import wait_until
 from mfagate import REPO_ROOT, Mfagate
 from test_web_api import LISTEN, Browser, wrong_code
 from wechat import DEFAULT_TEMPLATE, WechatStandin
@@ -233,17 +234,6 @@ def db(mg):
 def scene_rows(mg, user):
     with db(mg) as c:
         return c.execute("SELECT count(*) FROM scenes WHERE user_name = ?", (user,)).fetchone()[0]
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %.0fs" % (what, timeout))
-        time.sleep(0.05)
 
 
 # ---- /api/mp/login and the bearer ---------------------------------------
@@ -676,7 +666,7 @@ def test_push(web, wx, tls_ctx):
         def find():
             return [m for m in wx.messages()
                     if phone_sim.scene_from_text(m.get("page", "")) == scene]
-        [msg] = wait_for(find, 10, "the subscribe message")
+        [msg] = wait_until(find, 10, 0.05, "the subscribe message")
         return msg
 
     b, ch, login = second_factor(web, tls_ctx, user)
@@ -733,8 +723,8 @@ def test_push(web, wx, tls_ctx):
     wx.refuse(phone.openid)
     b2, ch2, _ = second_factor(web, tls_ctx, user)
     scene, number = push(b2, ch2)
-    wait_for(lambda: any(c["errcode"] == 43101 and c["body"]["touser"] == phone.openid
-                         for c in wx.calls(path=SUBSCRIBE)), 10, "the refused send")
+    wait_until(lambda: any(c["errcode"] == 43101 and c["body"]["touser"] == phone.openid
+                           for c in wx.calls(path=SUBSCRIBE)), 10, 0.05, "the refused send")
     assert not [m for m in wx.messages() if scene in m.get("page", "")]
     assert phone.show(scene)[1]["state"] == "pending"
 
@@ -886,7 +876,7 @@ def test_wechat_call_outlived_by_client_and_server(make_mfagate, dc, tls_ctx, tm
         phone = Phone(mg, tls_ctx, slow)
 
         def started(path, n):
-            wait_for(lambda: len(slow.calls(path=path)) >= n, 10, "the call to " + path)
+            wait_until(lambda: len(slow.calls(path=path)) >= n, 10, 0.05, "the call to " + path)
 
         def send_and_leave(path, body, headers):
             conn = http.client.HTTPSConnection("127.0.0.1", mg.ports["https"],
