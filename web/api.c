@@ -385,20 +385,13 @@ api_check_code(struct web_worker *ww, struct http_request *req, const struct sto
     return r;
 }
 
-void
-api_pending_add(struct api_worker *aw, struct api_pending *p)
-{
-    p->aw = aw;
-    p->prev = NULL;
-    p->next = aw->pending;
-    if (aw->pending != NULL)
-        aw->pending->prev = p;
-    aw->pending = p;
-}
+/* --- pending work (api_priv.h) ------------------------------------------ */
 
-void
-api_pending_remove(struct api_worker *aw, struct api_pending *p)
+static void
+api_pending_remove(struct api_pending *p)
 {
+    struct api_worker *aw = p->aw;
+
     if (p->prev != NULL)
         p->prev->next = p->next;
     else if (aw->pending == p)
@@ -406,6 +399,129 @@ api_pending_remove(struct api_worker *aw, struct api_pending *p)
     if (p->next != NULL)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
+}
+
+/* Lets go of the request: it is answered next, or gone. */
+static void
+api_pending_detach(struct api_pending *p)
+{
+    if (p->req != NULL) {
+        p->req->on_abort = NULL;
+        p->req->user = NULL;
+        p->req = NULL;
+    }
+}
+
+/* req->on_abort: the client went away; req is freed when this returns. */
+static void
+api_pending_abort(struct http_request *req)
+{
+    struct api_pending *p = req->user;
+
+    p->req = NULL;
+    if (p->stop == NULL)
+        return;    /* the job's callback ends p */
+    p->stop(p);
+    api_pending_end(p);
+}
+
+/* Worker stop: answer now rather than wait for the job. */
+static void
+api_pending_cancel(struct api_pending *p)
+{
+    struct http_request *req = p->req;
+
+    if (p->stop == NULL) {
+        api_pending_remove(p);    /* finishes by itself (thread pool work) */
+        return;
+    }
+    p->stop(p);
+    if (req != NULL) {
+        api_pending_detach(p);
+        http_respond_error(req, 503, "shutting_down", "The server is restarting.");
+    }
+    api_pending_end(p);
+}
+
+void
+api_pending_start(struct api_worker *aw, struct api_pending *p, struct http_request *req,
+                  void (*stop)(struct api_pending *p), void (*release)(struct api_pending *p))
+{
+    p->aw = aw;
+    p->req = req;
+    p->stop = stop;
+    p->release = release;
+    p->prev = NULL;
+    p->next = aw->pending;
+    if (aw->pending != NULL)
+        aw->pending->prev = p;
+    aw->pending = p;
+    req->user = p;
+    req->on_abort = api_pending_abort;
+}
+
+struct http_request *
+api_pending_take(struct api_pending *p)
+{
+    struct http_request *req = p->req;
+
+    if (req == NULL) {
+        api_pending_end(p);
+        return NULL;
+    }
+    api_pending_remove(p);
+    api_pending_detach(p);
+    return req;
+}
+
+void
+api_pending_end(struct api_pending *p)
+{
+    api_pending_remove(p);
+    api_pending_detach(p);
+    p->release(p);
+}
+
+/* On the thread pool: touches nothing but the job. */
+static void
+api_kdf_work(uv_work_t *w)
+{
+    struct api_kdf *k = container_of(w, struct api_kdf, work);
+
+    k->rc = k->run(k);
+    OPENSSL_cleanse(k->pepper, sizeof(k->pepper));
+}
+
+static void
+api_kdf_done(uv_work_t *w, int status)
+{
+    struct api_kdf *k = container_of(w, struct api_kdf, work);
+    struct http_request *req = api_pending_take(&k->p);
+
+    if (req == NULL)
+        return;
+    k->done(k, req, status != 0 ? -1 : k->rc);
+    api_pending_end(&k->p);
+}
+
+int
+api_kdf_start(struct web_worker *ww, struct http_request *req, struct api_kdf *k,
+              int (*run)(struct api_kdf *k),
+              void (*done)(struct api_kdf *k, struct http_request *req, int rc),
+              void (*release)(struct api_pending *p))
+{
+    const struct config *cfg = ww->cfg;
+
+    k->params.memory_kib = cfg->argon2_memory_kib;
+    k->params.passes = cfg->argon2_passes;
+    k->params.lanes = cfg->argon2_lanes;
+    memcpy(k->pepper, api_keys(ww)->pepper, sizeof(k->pepper));
+    k->run = run;
+    k->done = done;
+    if (uv_queue_work(ww->loop, &k->work, api_kdf_work, api_kdf_done) != 0)
+        return -1;
+    api_pending_start(ww->api, &k->p, req, NULL, release);
+    return 0;
 }
 
 /* --- cookies ------------------------------------------------------------ */
@@ -425,7 +541,7 @@ api_cookie(char *out, size_t outlen, const struct http_request *req, const char 
 /* --- sign-in ------------------------------------------------------------ */
 
 struct api_login {
-    struct api_pending p;          /* first member */
+    struct api_pending p;
     struct backend_check *bc;
     char user[AUTH_USER_MAX];
 };
@@ -487,13 +603,23 @@ api_login_audit_fail(struct web_worker *ww, struct http_request *req, const char
 }
 
 static void
-api_login_free(struct api_login *l)
+api_login_release(struct api_pending *p)
 {
-    api_pending_remove(l->p.aw, &l->p);
-    if (l->p.req != NULL)
-        l->p.req->on_abort = NULL;
+    struct api_login *l = container_of(p, struct api_login, p);
+
     OPENSSL_cleanse(l, sizeof(*l));
     free(l);
+}
+
+static void
+api_login_stop(struct api_pending *p)
+{
+    struct api_login *l = container_of(p, struct api_login, p);
+
+    if (l->bc != NULL) {
+        backend_check_cancel(l->bc);
+        l->bc = NULL;
+    }
 }
 
 /* The password was right: straight in, or on to the second factor. */
@@ -573,17 +699,14 @@ static void
 api_login_checked(void *arg, enum backend_check_result result)
 {
     struct api_login *l = arg;
-    struct http_request *req = l->p.req;
     struct web_worker *ww = l->p.aw->ww;
     const struct config *cfg = ww->cfg;
+    struct http_request *req;
 
     l->bc = NULL;
-    if (req == NULL) {
-        api_login_free(l);
+    req = api_pending_take(&l->p);    /* answered below: req is gone after that */
+    if (req == NULL)
         return;
-    }
-    req->on_abort = NULL;
-    l->p.req = NULL;          /* answered below: req is gone after that */
     switch (result) {
     case BACKEND_CHECK_OK:
         api_login_password_ok(ww, req, l->user);
@@ -600,38 +723,7 @@ api_login_checked(void *arg, enum backend_check_result result)
                            "The mail server cannot be reached. Please try again later.");
         break;
     }
-    api_login_free(l);
-}
-
-static void
-api_login_abort(struct http_request *req)
-{
-    struct api_login *l = req->user;
-
-    l->p.req = NULL;
-    if (l->bc != NULL) {
-        backend_check_cancel(l->bc);
-        l->bc = NULL;
-    }
-    api_login_free(l);
-}
-
-/* Worker stop: answer now rather than wait for the backend. */
-static void
-api_login_cancel(struct api_pending *p)
-{
-    struct api_login *l = (struct api_login *)p;
-
-    if (l->bc != NULL) {
-        backend_check_cancel(l->bc);
-        l->bc = NULL;
-    }
-    if (l->p.req != NULL) {
-        l->p.req->on_abort = NULL;
-        http_respond_error(l->p.req, 503, "shutting_down", "The server is restarting.");
-        l->p.req = NULL;
-    }
-    api_login_free(l);
+    api_pending_end(&l->p);
 }
 
 void
@@ -679,11 +771,7 @@ api_login(struct web_worker *ww, struct http_request *req)
         }
         goto done;
     }
-    l->p.req = req;
-    l->p.cancel = api_login_cancel;
-    api_pending_add(aw, &l->p);
-    req->user = l;
-    req->on_abort = api_login_abort;
+    api_pending_start(aw, &l->p, req, api_login_stop, api_login_release);
     l = NULL;
 
 done:
@@ -872,15 +960,8 @@ api_worker_stop(struct web_worker *ww)
     if (aw == NULL)
         return;
     aw->stopping = 1;
-    while (aw->pending != NULL) {
-        struct api_pending *p = aw->pending;
-
-        if (p->cancel == NULL) {
-            api_pending_remove(aw, p);   /* finishes by itself (thread pool work) */
-            continue;
-        }
-        p->cancel(p);
-    }
+    while (aw->pending != NULL)
+        api_pending_cancel(aw->pending);
     /* Transfers were cancelled with their requests; close polls and timer. */
     mailer_close(aw->mailer);
     wechat_close(aw->wechat);

@@ -62,71 +62,50 @@ api_apppw_list(struct web_worker *ww, struct http_request *req)
 /* --- create ------------------------------------------------------------- */
 
 struct api_apppw_job {
-    struct api_pending p;          /* first member */
-    uv_work_t work;
-    struct apppw_params params;
-    unsigned char pepper[APPPW_KEY_LEN];
+    struct api_kdf k;
     char user[STORE_NAME_MAX];
     char name[ACCOUNT_NAME_MAX + 1];
     char pw[APPPW_LEN + 1];
     char locator[APPPW_LOCATOR_LEN + 1];
     char hash[APPPW_HASH_MAX];
-    int hash_rc;
 };
 
 static void
-api_apppw_job_free(struct api_apppw_job *j)
+api_apppw_release(struct api_pending *p)
 {
+    struct api_apppw_job *j = container_of(p, struct api_apppw_job, k.p);
+
     OPENSSL_cleanse(j, sizeof(*j));
     free(j);
 }
 
 /* On the thread pool: touches nothing but the job. */
-static void
-api_apppw_work(uv_work_t *w)
+static int
+api_apppw_run(struct api_kdf *k)
 {
-    struct api_apppw_job *j = container_of(w, struct api_apppw_job, work);
+    struct api_apppw_job *j = container_of(k, struct api_apppw_job, k);
 
-    j->hash_rc = apppw_hash(&j->params, j->pepper, j->pw, j->hash, sizeof(j->hash));
-    OPENSSL_cleanse(j->pepper, sizeof(j->pepper));
+    return apppw_hash(&k->params, k->pepper, j->pw, j->hash, sizeof(j->hash));
 }
 
+/* The client is still there (else the password is not stored). */
 static void
-api_apppw_abort(struct http_request *req)
+api_apppw_done(struct api_kdf *k, struct http_request *req, int rc)
 {
-    struct api_apppw_job *j = req->user;
-
-    /* The client went away before seeing it: the password is not stored. */
-    j->p.req = NULL;
-}
-
-static void
-api_apppw_done(uv_work_t *w, int status)
-{
-    struct api_apppw_job *j = container_of(w, struct api_apppw_job, work);
-    struct http_request *req = j->p.req;
-    struct web_worker *ww;
+    struct api_apppw_job *j = container_of(k, struct api_apppw_job, k);
+    struct web_worker *ww = k->p.aw->ww;
     char shown[APPPW_SHOWN_LEN + 1], lu[STORE_NAME_MAX];
     int64_t id = 0;
     cJSON *o;
 
-    api_pending_remove(j->p.aw, &j->p);
-    if (req == NULL) {
-        api_apppw_job_free(j);
-        return;
-    }
-    req->on_abort = NULL;
-    ww = j->p.aw->ww;
-    if (status != 0 || j->hash_rc != 0) {
+    if (rc != 0) {
         log_error("web id=%llx event=apppw_hash_failed", (unsigned long long)req->id);
         api_reply_store_error(req);
-        api_apppw_job_free(j);
         return;
     }
     if (account_apppw_save(api_store(ww), j->user, j->name, APPPW_SCOPE_ALL, j->locator, j->hash,
                            api_now(), 0, "web", req->peer, &id) != STORE_OK) {
         api_reply_store_error(req);
-        api_apppw_job_free(j);
         return;
     }
     log_info("web id=%llx event=apppw_created user=%s apppw=%lld", (unsigned long long)req->id,
@@ -139,13 +118,11 @@ api_apppw_done(uv_work_t *w, int status)
     cJSON_AddStringToObject(o, "password", shown);
     api_reply(req, 200, o, NULL);
     OPENSSL_cleanse(shown, sizeof(shown));
-    api_apppw_job_free(j);
 }
 
 void
 api_apppw_create(struct web_worker *ww, struct http_request *req)
 {
-    const struct config *cfg = ww->cfg;
     struct api_apppw_job *j = NULL;
     struct api_session s;
     const char *name;
@@ -176,26 +153,18 @@ api_apppw_create(struct web_worker *ww, struct http_request *req)
         api_reply_store_error(req);
         goto done;
     }
-    j->params.memory_kib = cfg->argon2_memory_kib;
-    j->params.passes = cfg->argon2_passes;
-    j->params.lanes = cfg->argon2_lanes;
-    memcpy(j->pepper, api_keys(ww)->pepper, sizeof(j->pepper));
     util_strlcpy(j->user, s.ws.user, sizeof(j->user));
     util_strlcpy(j->name, name, sizeof(j->name));
-    j->p.req = req;
-    j->p.cancel = NULL;       /* the hash is short; it finishes on its own */
-    if (uv_queue_work(ww->loop, &j->work, api_apppw_work, api_apppw_done) != 0) {
+    /* The hash is short: it finishes on its own. */
+    if (api_kdf_start(ww, req, &j->k, api_apppw_run, api_apppw_done, api_apppw_release) != 0) {
         api_reply_store_error(req);
         goto done;
     }
-    api_pending_add(ww->api, &j->p);
-    req->user = j;
-    req->on_abort = api_apppw_abort;
     j = NULL;
 
 done:
     if (j != NULL)
-        api_apppw_job_free(j);
+        api_apppw_release(&j->k.p);
     cJSON_Delete(body);
     api_session_done(&s);
 }

@@ -196,7 +196,7 @@ api_check_email_code(struct web_worker *ww, struct http_request *req,
 /* --- sending ------------------------------------------------------------ */
 
 struct api_mail {
-    struct api_pending p;          /* first member */
+    struct api_pending p;
     struct mailer_job *job;
     enum api_mail_what what;
     int64_t ch_id;                 /* MAIL_SIGNIN/VERIFY: where the code goes */
@@ -210,13 +210,23 @@ struct api_mail {
 };
 
 static void
-api_mail_free(struct api_mail *am)
+api_mail_release(struct api_pending *p)
 {
-    api_pending_remove(am->p.aw, &am->p);
-    if (am->p.req != NULL)
-        am->p.req->on_abort = NULL;
+    struct api_mail *am = container_of(p, struct api_mail, p);
+
     OPENSSL_cleanse(am, sizeof(*am));
     free(am);
+}
+
+static void
+api_mail_stop(struct api_pending *p)
+{
+    struct api_mail *am = container_of(p, struct api_mail, p);
+
+    if (am->job != NULL) {
+        mailer_cancel(am->job);
+        am->job = NULL;
+    }
 }
 
 /* The relay took the message: keep the code's MAC, then answer. */
@@ -259,15 +269,12 @@ static void
 api_mail_done(void *arg, int status)
 {
     struct api_mail *am = arg;
-    struct http_request *req = am->p.req;
+    struct http_request *req;
 
     am->job = NULL;
-    if (req == NULL) {
-        api_mail_free(am);
+    req = api_pending_take(&am->p);
+    if (req == NULL)
         return;
-    }
-    req->on_abort = NULL;
-    am->p.req = NULL;
     if (status == 0)
         api_mail_store(am->p.aw->ww, req, am);
     else if (status == MAILER_ECANCELED)
@@ -276,37 +283,7 @@ api_mail_done(void *arg, int status)
         http_respond_error(req, 502, "mail_failed",
                            "The code could not be sent: the mail relay refused the message "
                            "or cannot be reached. Nothing was changed; please try again later.");
-    api_mail_free(am);
-}
-
-static void
-api_mail_abort(struct http_request *req)
-{
-    struct api_mail *am = req->user;
-
-    am->p.req = NULL;
-    if (am->job != NULL) {
-        mailer_cancel(am->job);
-        am->job = NULL;
-    }
-    api_mail_free(am);
-}
-
-static void
-api_mail_cancel(struct api_pending *p)
-{
-    struct api_mail *am = (struct api_mail *)p;
-
-    if (am->job != NULL) {
-        mailer_cancel(am->job);
-        am->job = NULL;
-    }
-    if (am->p.req != NULL) {
-        am->p.req->on_abort = NULL;
-        http_respond_error(am->p.req, 503, "shutting_down", "The server is restarting.");
-        am->p.req = NULL;
-    }
-    api_mail_free(am);
+    api_pending_end(&am->p);
 }
 
 /*
@@ -338,15 +315,10 @@ api_mail_start(struct web_worker *ww, struct http_request *req, struct api_mail 
         else
             http_respond_error(req, 502, "mail_failed",
                                "The code could not be sent. Please try again later.");
-        OPENSSL_cleanse(am, sizeof(*am));
-        free(am);
+        api_mail_release(&am->p);    /* never started: still ours */
         return;
     }
-    am->p.req = req;
-    am->p.cancel = api_mail_cancel;
-    api_pending_add(aw, &am->p);
-    req->user = am;
-    req->on_abort = api_mail_abort;
+    api_pending_start(aw, &am->p, req, api_mail_stop, api_mail_release);
 }
 
 /*

@@ -58,36 +58,39 @@ api_mp_session(struct web_worker *ww, struct http_request *req, char *openid, si
 /* --- POST /api/mp/login ------------------------------------------------- */
 
 struct api_mp_login {
-    struct api_pending p;          /* first member */
+    struct api_pending p;
     struct wechat_job *job;
 };
 
 static void
-api_mp_login_free(struct api_mp_login *l)
+api_mp_login_release(struct api_pending *p)
 {
-    api_pending_remove(l->p.aw, &l->p);
-    if (l->p.req != NULL)
-        l->p.req->on_abort = NULL;
-    free(l);
+    free(container_of(p, struct api_mp_login, p));
+}
+
+static void
+api_mp_login_stop(struct api_pending *p)
+{
+    struct api_mp_login *l = container_of(p, struct api_mp_login, p);
+
+    wechat_cancel(l->job);
+    l->job = NULL;
 }
 
 static void
 api_mp_login_done(void *arg, const struct wechat_result *r)
 {
     struct api_mp_login *l = arg;
-    struct http_request *req = l->p.req;
     struct web_worker *ww = l->p.aw->ww;
     char token[TOKEN_TEXT_LEN + 1];
     unsigned char hash[TOKEN_HASH_LEN];
+    struct http_request *req;
     cJSON *o;
 
     l->job = NULL;
-    if (req == NULL) {
-        api_mp_login_free(l);
+    req = api_pending_take(&l->p);
+    if (req == NULL)
         return;
-    }
-    req->on_abort = NULL;
-    l->p.req = NULL;
     if (r->status == WECHAT_EBADCODE) {
         http_respond_error(req, 401, "bad_code", "The WeChat login code is not valid.");
     } else if (r->status != 0 || r->openid[0] == '\0') {
@@ -107,33 +110,7 @@ api_mp_login_done(void *arg, const struct wechat_result *r)
         api_reply(req, 200, o, NULL);
     }
     OPENSSL_cleanse(token, sizeof(token));
-    api_mp_login_free(l);
-}
-
-static void
-api_mp_login_abort(struct http_request *req)
-{
-    struct api_mp_login *l = req->user;
-
-    l->p.req = NULL;
-    wechat_cancel(l->job);
-    l->job = NULL;
-    api_mp_login_free(l);
-}
-
-static void
-api_mp_login_cancel(struct api_pending *p)
-{
-    struct api_mp_login *l = (struct api_mp_login *)p;
-
-    wechat_cancel(l->job);
-    l->job = NULL;
-    if (l->p.req != NULL) {
-        l->p.req->on_abort = NULL;
-        http_respond_error(l->p.req, 503, "shutting_down", "The server is restarting.");
-        l->p.req = NULL;
-    }
-    api_mp_login_free(l);
+    api_pending_end(&l->p);
 }
 
 void
@@ -164,11 +141,7 @@ api_mp_login(struct web_worker *ww, struct http_request *req)
                                "WeChat cannot be reached. Please try again later.");
         goto done;
     }
-    l->p.req = req;
-    l->p.cancel = api_mp_login_cancel;
-    api_pending_add(aw, &l->p);
-    req->user = l;
-    req->on_abort = api_mp_login_abort;
+    api_pending_start(aw, &l->p, req, api_mp_login_stop, api_mp_login_release);
 
 done:
     cJSON_Delete(body);

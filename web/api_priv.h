@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/ssl.h>
 
+#include "auth/apppw.h"
 #include "auth/store.h"
 #include "auth/token.h"
 #include "auth/websession.h"
@@ -163,15 +164,84 @@ void api_host(struct web_worker *ww, const struct http_request *req, char *out, 
 /* The last path segment after prefix as a positive id; 0 or -1. */
 int api_path_id(const struct http_request *req, const char *prefix, int64_t *id);
 
-/* Pending work of a request (api.c keeps the list for stop/abort). */
+/*
+ * Pending work of a request: an answer that waits on a job (a backend
+ * check, a mail, a WeChat call, a timer, a hash on the thread pool).  The
+ * owner embeds a struct api_pending, starts its job, then api_pending_start;
+ * api.c keeps the worker's list and does the rest the same way for all:
+ *
+ *  - the job's callback calls api_pending_take first: it returns the request
+ *    to answer (detached: req->on_abort and req->user are cleared, p is off
+ *    the list), or NULL when the client went away, and then p is ended
+ *    already (released: touch it no more).  After answering, the callback
+ *    calls api_pending_end.  A request is gone once answered: a callback
+ *    that answers without taking (api_scan.c's waits, which learn only by
+ *    answering whether they are done) sets p->req = NULL right after.
+ *  - the client goes away (req->on_abort, set by api_pending_start): p->req
+ *    becomes NULL (the request is freed by http.c on return); with a stop,
+ *    the job is stopped and p ended; without one, the job's callback comes
+ *    later, takes NULL, and that ends p.
+ *  - the worker stops (api_worker_stop): with a stop, the job is stopped, a
+ *    waiting request is answered 503 shutting_down, and p ended; without
+ *    one, p only leaves the list and its callback comes in its time.
+ *
+ * api_pending_end removes p from the list, detaches its request if any, and
+ * calls release: the owner's memory belongs to p from api_pending_start on
+ * and is freed by release only, exactly once.  Before api_pending_start
+ * (a job that would not start) the owner frees it itself.
+ */
 struct api_pending {
     struct api_worker *aw;
-    struct http_request *req;      /* NULL once the client went away */
-    void (*cancel)(struct api_pending *p);  /* worker stop: answer and release */
+    struct http_request *req;      /* NULL once the client went away or was answered */
+    /* Stops the job, whose callback is then never called; NULL for a job
+     * that cannot be stopped (thread pool work): its callback always comes. */
+    void (*stop)(struct api_pending *p);
+    /* Frees the owner (wiping what needs it); the last use of p. */
+    void (*release)(struct api_pending *p);
     struct api_pending *prev, *next;
 };
-void api_pending_add(struct api_worker *aw, struct api_pending *p);
-void api_pending_remove(struct api_worker *aw, struct api_pending *p);
+
+/* Waits for the job (started already) to answer req: onto aw's list, with
+ * the generic req->on_abort; p is owned by the list from here. */
+void api_pending_start(struct api_worker *aw, struct api_pending *p, struct http_request *req,
+                       void (*stop)(struct api_pending *p),
+                       void (*release)(struct api_pending *p));
+
+/* In the job's callback: the request to answer, or NULL (p was ended). */
+struct http_request *api_pending_take(struct api_pending *p);
+
+/* The wait is over: off the list, the request (if any) detached, released. */
+void api_pending_end(struct api_pending *p);
+
+/*
+ * A hash on the libuv thread pool for a request (api_apppw.c, api_recovery.c:
+ * argon2id, which must not run on the loop).  The owner embeds a struct
+ * api_kdf (as k) and gives run, which runs on the pool and touches nothing
+ * but the owner (0, or -1 for a failure; any other value is the owner's),
+ * and done, which answers on the loop when the client is still there, with
+ * rc = run's value, or -1 when the pool failed.  The pool work cannot be
+ * stopped: a client that went away or a worker stop leaves it to finish and
+ * be released then, done being called only if the client is still there
+ * (a password or a set of codes is never stored for nobody; a recovery code
+ * stays unused).  api_pending_end follows done.
+ */
+struct api_kdf {
+    struct api_pending p;
+    uv_work_t work;
+    struct apppw_params params;    /* the [auth] argon2 cost */
+    unsigned char pepper[APPPW_KEY_LEN];  /* wiped on the pool once run returns */
+    int (*run)(struct api_kdf *k);
+    void (*done)(struct api_kdf *k, struct http_request *req, int rc);
+    int rc;
+};
+
+/* Fills k's params and pepper and queues run; 0 (waiting, as after
+ * api_pending_start), or -1 with nothing queued nor answered (the caller
+ * still owns k). */
+int api_kdf_start(struct web_worker *ww, struct http_request *req, struct api_kdf *k,
+                  int (*run)(struct api_kdf *k),
+                  void (*done)(struct api_kdf *k, struct http_request *req, int rc),
+                  void (*release)(struct api_pending *p));
 
 /* api_scan.c: the WeChat factor, browser side. */
 /* 0 if [wechat] is on, else -1 after answering 404 wechat_off. */

@@ -98,68 +98,46 @@ api_recovery_codes_get(struct web_worker *ww, struct http_request *req)
 }
 
 struct api_rc_make {
-    struct api_pending p;          /* first member */
-    uv_work_t work;
-    struct apppw_params params;
-    unsigned char pepper[APPPW_KEY_LEN];
+    struct api_kdf k;
     char user[STORE_NAME_MAX];
     struct recovery_set set;
-    int hash_rc;
 };
 
 static void
-api_rc_make_free(struct api_rc_make *j)
+api_rc_make_release(struct api_pending *p)
 {
+    struct api_rc_make *j = container_of(p, struct api_rc_make, k.p);
+
     OPENSSL_cleanse(j, sizeof(*j));
     free(j);
 }
 
 /* On the thread pool: touches nothing but the job. */
-static void
-api_rc_make_work(uv_work_t *w)
+static int
+api_rc_make_run(struct api_kdf *k)
 {
-    struct api_rc_make *j = container_of(w, struct api_rc_make, work);
+    struct api_rc_make *j = container_of(k, struct api_rc_make, k);
 
-    j->hash_rc = recovery_hash_set(&j->params, j->pepper, &j->set);
-    OPENSSL_cleanse(j->pepper, sizeof(j->pepper));
+    return recovery_hash_set(&k->params, k->pepper, &j->set);
 }
 
+/* The client is still there (else the set is not stored). */
 static void
-api_rc_make_abort(struct http_request *req)
+api_rc_make_done(struct api_kdf *k, struct http_request *req, int rc)
 {
-    struct api_rc_make *j = req->user;
-
-    /* The client went away before seeing them: the set is not stored. */
-    j->p.req = NULL;
-}
-
-static void
-api_rc_make_done(uv_work_t *w, int status)
-{
-    struct api_rc_make *j = container_of(w, struct api_rc_make, work);
-    struct http_request *req = j->p.req;
-    struct web_worker *ww;
+    struct api_rc_make *j = container_of(k, struct api_rc_make, k);
+    struct web_worker *ww = k->p.aw->ww;
     char shown[RECOVERY_SHOWN_LEN + 1], lu[STORE_NAME_MAX];
     cJSON *o, *codes;
 
-    api_pending_remove(j->p.aw, &j->p);
-    if (req == NULL) {
-        api_rc_make_free(j);
-        return;
-    }
-    req->on_abort = NULL;
-    req->user = NULL;
-    ww = j->p.aw->ww;
-    if (status != 0 || j->hash_rc != 0) {
+    if (rc != 0) {
         log_error("web id=%llx event=recovery_hash_failed", (unsigned long long)req->id);
         api_reply_store_error(req);
-        api_rc_make_free(j);
         return;
     }
     if (recovery_set_save(api_store(ww), j->user, &j->set, api_now(), "web", req->peer) !=
         STORE_OK) {
         api_reply_store_error(req);
-        api_rc_make_free(j);
         return;
     }
     log_info("web id=%llx event=recovery_codes_created user=%s count=%d",
@@ -186,13 +164,11 @@ api_rc_make_done(uv_work_t *w, int status)
             cJSON_free(text);
         }
     }
-    api_rc_make_free(j);
 }
 
 void
 api_recovery_codes_post(struct web_worker *ww, struct http_request *req)
 {
-    const struct config *cfg = ww->cfg;
     struct api_rc_make *j = NULL;
     struct api_session s;
     cJSON *body = NULL;
@@ -218,25 +194,18 @@ api_recovery_codes_post(struct web_worker *ww, struct http_request *req)
         api_reply_store_error(req);
         goto done;
     }
-    j->params.memory_kib = cfg->argon2_memory_kib;
-    j->params.passes = cfg->argon2_passes;
-    j->params.lanes = cfg->argon2_lanes;
-    memcpy(j->pepper, api_keys(ww)->pepper, sizeof(j->pepper));
     util_strlcpy(j->user, s.ws.user, sizeof(j->user));
-    j->p.req = req;
-    j->p.cancel = NULL;       /* ten hashes: it finishes on its own */
-    if (uv_queue_work(ww->loop, &j->work, api_rc_make_work, api_rc_make_done) != 0) {
+    /* Ten hashes: they finish on their own. */
+    if (api_kdf_start(ww, req, &j->k, api_rc_make_run, api_rc_make_done,
+                      api_rc_make_release) != 0) {
         api_reply_store_error(req);
         goto done;
     }
-    api_pending_add(ww->api, &j->p);
-    req->user = j;
-    req->on_abort = api_rc_make_abort;
     j = NULL;
 
 done:
     if (j != NULL)
-        api_rc_make_free(j);
+        api_rc_make_release(&j->k.p);
     cJSON_Delete(body);
     api_session_done(&s);
 }
@@ -244,58 +213,43 @@ done:
 /* --- checking a code at a second step ----------------------------------- */
 
 struct api_rc_check {
-    struct api_pending p;          /* first member */
-    uv_work_t work;
+    struct api_kdf k;
     web_handler again;             /* the handler to run once more */
     int64_t ch_id;
     int64_t row_id;
-    unsigned char pepper[APPPW_KEY_LEN];
     char code[RECOVERY_LEN + 1];
     char hash[APPPW_HASH_MAX];
-    int verify_rc;
 };
 
 static void
-api_rc_check_free(struct api_rc_check *j)
+api_rc_check_release(struct api_pending *p)
 {
+    struct api_rc_check *j = container_of(p, struct api_rc_check, k.p);
+
     OPENSSL_cleanse(j, sizeof(*j));
     free(j);
 }
 
-static void
-api_rc_check_work(uv_work_t *w)
+/* On the thread pool: 0 right, 1 wrong, -1 failed. */
+static int
+api_rc_check_run(struct api_kdf *k)
 {
-    struct api_rc_check *j = container_of(w, struct api_rc_check, work);
+    struct api_rc_check *j = container_of(k, struct api_rc_check, k);
+    int r = recovery_verify(k->pepper, j->code, j->hash);
 
-    j->verify_rc = recovery_verify(j->pepper, j->code, j->hash);
-    OPENSSL_cleanse(j->pepper, sizeof(j->pepper));
     OPENSSL_cleanse(j->code, sizeof(j->code));
+    return r;
 }
 
+/* The client is still there (else the code stays unused). */
 static void
-api_rc_check_abort(struct http_request *req)
+api_rc_check_done(struct api_kdf *k, struct http_request *req, int rc)
 {
-    struct api_rc_check *j = req->user;
-
-    j->p.req = NULL;    /* the code stays unused */
-}
-
-static void
-api_rc_check_done(uv_work_t *w, int status)
-{
-    struct api_rc_check *j = container_of(w, struct api_rc_check, work);
-    struct http_request *req = j->p.req;
-    struct api_worker *aw = j->p.aw;
+    struct api_rc_check *j = container_of(k, struct api_rc_check, k);
+    struct api_worker *aw = k->p.aw;
     struct api_rc_answer ans;
 
-    api_pending_remove(aw, &j->p);
-    if (req == NULL) {
-        api_rc_check_free(j);
-        return;
-    }
-    req->on_abort = NULL;
-    req->user = NULL;
-    if (status != 0 || j->verify_rc == -1) {
+    if (rc == -1) {
         log_error("web id=%llx event=recovery_verify_failed", (unsigned long long)req->id);
         api_reply_store_error(req);
     } else if (aw->stopping) {
@@ -304,12 +258,11 @@ api_rc_check_done(uv_work_t *w, int status)
         ans.req = req;
         ans.ch_id = j->ch_id;
         ans.row_id = j->row_id;
-        ans.ok = j->verify_rc == 0;
+        ans.ok = rc == 0;
         aw->rc_answer = &ans;
         j->again(aw->ww, req);
         aw->rc_answer = NULL;
     }
-    api_rc_check_free(j);
 }
 
 int
@@ -358,21 +311,17 @@ api_recovery_check(struct web_worker *ww, struct http_request *req,
     j->again = strcmp(ch->kind, CHALLENGE_SIGNIN) == 0 ? api_login_verify : api_verify;
     j->ch_id = ch->id;
     j->row_id = row.id;
-    memcpy(j->pepper, api_keys(ww)->pepper, sizeof(j->pepper));
     memcpy(j->code, code, sizeof(j->code));
     util_strlcpy(j->hash, row.hash, sizeof(j->hash));
     OPENSSL_cleanse(code, sizeof(code));
     OPENSSL_cleanse(&row, sizeof(row));
-    j->p.req = req;
-    j->p.cancel = NULL;       /* one hash: it finishes on its own */
-    if (uv_queue_work(ww->loop, &j->work, api_rc_check_work, api_rc_check_done) != 0) {
-        api_rc_check_free(j);
+    /* One hash: it finishes on its own. */
+    if (api_kdf_start(ww, req, &j->k, api_rc_check_run, api_rc_check_done,
+                      api_rc_check_release) != 0) {
+        api_rc_check_release(&j->k.p);
         api_reply_store_error(req);
         return -1;
     }
-    api_pending_add(aw, &j->p);
-    req->user = j;
-    req->on_abort = api_rc_check_abort;
     return -1;    /* under way: the handler runs again with the answer */
 }
 
@@ -776,7 +725,7 @@ done:
 
 /* Sending the finishing code: the answer waits for the relay. */
 struct api_rc_send {
-    struct api_pending p;          /* first member */
+    struct api_pending p;
     struct mailer_job *job;
     int64_t ch_id;
     unsigned char part[RC_PART];
@@ -786,32 +735,38 @@ struct api_rc_send {
 };
 
 static void
-api_rc_send_free(struct api_rc_send *s)
+api_rc_send_release(struct api_pending *p)
 {
-    api_pending_remove(s->p.aw, &s->p);
-    if (s->p.req != NULL)
-        s->p.req->on_abort = NULL;
+    struct api_rc_send *s = container_of(p, struct api_rc_send, p);
+
     OPENSSL_cleanse(s, sizeof(*s));
     free(s);
+}
+
+static void
+api_rc_send_stop(struct api_pending *p)
+{
+    struct api_rc_send *s = container_of(p, struct api_rc_send, p);
+
+    if (s->job != NULL) {
+        mailer_cancel(s->job);
+        s->job = NULL;
+    }
 }
 
 static void
 api_rc_send_done(void *arg, int status)
 {
     struct api_rc_send *s = arg;
-    struct http_request *req = s->p.req;
     struct web_worker *ww = s->p.aw->ww;
+    struct http_request *req;
     char lu[AUTH_USER_MAX];
     cJSON *o;
 
     s->job = NULL;
-    if (req == NULL) {
-        api_rc_send_free(s);
+    req = api_pending_take(&s->p);
+    if (req == NULL)
         return;
-    }
-    req->on_abort = NULL;
-    req->user = NULL;
-    s->p.req = NULL;
     if (status == MAILER_ECANCELED) {
         http_respond_error(req, 503, "shutting_down", "The server is restarting.");
     } else if (status != 0) {
@@ -830,37 +785,7 @@ api_rc_send_done(void *arg, int status)
         cJSON_AddNumberToObject(o, "expires_in", (double)s->ttl);
         api_reply(req, 200, o, NULL);
     }
-    api_rc_send_free(s);
-}
-
-static void
-api_rc_send_abort(struct http_request *req)
-{
-    struct api_rc_send *s = req->user;
-
-    s->p.req = NULL;
-    if (s->job != NULL) {
-        mailer_cancel(s->job);
-        s->job = NULL;
-    }
-    api_rc_send_free(s);
-}
-
-static void
-api_rc_send_cancel(struct api_pending *p)
-{
-    struct api_rc_send *s = (struct api_rc_send *)p;
-
-    if (s->job != NULL) {
-        mailer_cancel(s->job);
-        s->job = NULL;
-    }
-    if (s->p.req != NULL) {
-        s->p.req->on_abort = NULL;
-        http_respond_error(s->p.req, 503, "shutting_down", "The server is restarting.");
-        s->p.req = NULL;
-    }
-    api_rc_send_free(s);
+    api_pending_end(&s->p);
 }
 
 /* Mails the code that finishes the recovery of ch (a waiting challenge). */
@@ -904,11 +829,7 @@ api_rc_finish_send(struct web_worker *ww, struct http_request *req,
                            "The code could not be sent. Please try again later.");
         return;
     }
-    s->p.req = req;
-    s->p.cancel = api_rc_send_cancel;
-    api_pending_add(aw, &s->p);
-    req->user = s;
-    req->on_abort = api_rc_send_abort;
+    api_pending_start(aw, &s->p, req, api_rc_send_stop, api_rc_send_release);
 }
 
 struct api_rc_kinds {

@@ -33,7 +33,7 @@
 /* --- making a scene ----------------------------------------------------- */
 
 struct api_qr {
-    struct api_pending p;          /* first member */
+    struct api_pending p;
     struct wechat_job *job;
     char scene[SCENE_LEN + 1];
     int64_t scene_id;
@@ -67,46 +67,51 @@ api_wechat_unavailable(struct http_request *req)
 }
 
 static void
-api_qr_free(struct api_qr *q)
+api_qr_release(struct api_pending *p)
 {
+    struct api_qr *q = container_of(p, struct api_qr, p);
+
     /* No QR, no scene: nobody may answer what the page never showed. */
     if (!q->shown && store_scene_remove(api_store(q->p.aw->ww), q->scene_id) != STORE_OK)
         log_warn("web event=scene_left what=remove_failed");
-    api_pending_remove(q->p.aw, &q->p);
-    if (q->p.req != NULL)
-        q->p.req->on_abort = NULL;
     OPENSSL_cleanse(q, sizeof(*q));
     free(q);
+}
+
+static void
+api_qr_stop(struct api_pending *p)
+{
+    struct api_qr *q = container_of(p, struct api_qr, p);
+
+    wechat_cancel(q->job);
+    q->job = NULL;
 }
 
 static void
 api_qr_done(void *arg, const struct wechat_result *r)
 {
     struct api_qr *q = arg;
-    struct http_request *req = q->p.req;
+    struct http_request *req;
     char *url = NULL;
     size_t cap, n;
 
     q->job = NULL;
-    if (req == NULL) {
-        api_qr_free(q);
+    req = api_pending_take(&q->p);
+    if (req == NULL)
         return;
-    }
-    req->on_abort = NULL;
-    q->p.req = NULL;
     if (r->status != 0 || r->body_len == 0 ||
         strncmp(r->content_type, "image/", 6) != 0) {
         log_warn("web id=%llx event=wechat_unavailable what=wxacode status=%d errcode=%ld",
                  (unsigned long long)req->id, r->status, r->errcode);
         api_wechat_unavailable(req);
-        api_qr_free(q);
+        api_pending_end(&q->p);
         return;
     }
     cap = strlen("data:;base64,") + strlen(r->content_type) + (r->body_len + 2) / 3 * 4 + 1;
     url = malloc(cap);
     if (url == NULL) {
         api_reply_store_error(req);
-        api_qr_free(q);
+        api_pending_end(&q->p);
         return;
     }
     n = (size_t)snprintf(url, cap, "data:%s;base64,", r->content_type);
@@ -117,33 +122,7 @@ api_qr_done(void *arg, const struct wechat_result *r)
         q->shown = 1;
     }
     free(url);
-    api_qr_free(q);
-}
-
-static void
-api_qr_abort(struct http_request *req)
-{
-    struct api_qr *q = req->user;
-
-    q->p.req = NULL;
-    wechat_cancel(q->job);
-    q->job = NULL;
-    api_qr_free(q);
-}
-
-static void
-api_qr_cancel(struct api_pending *p)
-{
-    struct api_qr *q = (struct api_qr *)p;
-
-    wechat_cancel(q->job);
-    q->job = NULL;
-    if (q->p.req != NULL) {
-        q->p.req->on_abort = NULL;
-        http_respond_error(q->p.req, 503, "shutting_down", "The server is restarting.");
-        q->p.req = NULL;
-    }
-    api_qr_free(q);
+    api_pending_end(&q->p);
 }
 
 /* Makes the scene sc and answers with it and its QR. */
@@ -194,11 +173,7 @@ api_scene_start(struct web_worker *ww, struct http_request *req, struct store_sc
         api_wechat_unavailable(req);
         return;
     }
-    q->p.req = req;
-    q->p.cancel = api_qr_cancel;
-    api_pending_add(aw, &q->p);
-    req->user = q;
-    req->on_abort = api_qr_abort;
+    api_pending_start(aw, &q->p, req, api_qr_stop, api_qr_release);
 }
 
 /* (api_priv.h) 404 wechat_off unless [wechat] is on. */
@@ -453,13 +428,11 @@ api_scene_verify(struct web_worker *ww, struct http_request *req, const cJSON *b
 /* --- waiting ------------------------------------------------------------ */
 
 struct api_wait {
-    struct api_pending p;          /* first member */
+    struct api_pending p;
     uv_timer_t timer;
     unsigned char hash[STORE_TOKEN_HASH_LEN];
     char scene[SCENE_LEN + 1];
 };
-
-static void api_wait_cancel(struct api_pending *p);
 
 static void
 api_wait_closed(uv_handle_t *h)
@@ -470,13 +443,18 @@ api_wait_closed(uv_handle_t *h)
     free(w);
 }
 
+/* The timer is the job: a wait stops by stopping it. */
 static void
-api_wait_release(struct api_wait *w)
+api_wait_stop(struct api_pending *p)
 {
-    api_pending_remove(w->p.aw, &w->p);
-    if (w->p.req != NULL)
-        w->p.req->on_abort = NULL;
-    w->p.req = NULL;
+    uv_timer_stop(&container_of(p, struct api_wait, p)->timer);
+}
+
+static void
+api_wait_release(struct api_pending *p)
+{
+    struct api_wait *w = container_of(p, struct api_wait, p);
+
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, api_wait_closed);
 }
@@ -520,30 +498,8 @@ api_wait_timer(uv_timer_t *t)
     struct web_worker *ww = w->p.aw->ww;
 
     api_wait_check(ww, w, 1);
-    w->p.req = NULL;
-    api_wait_release(w);
-}
-
-static void
-api_wait_abort(struct http_request *req)
-{
-    struct api_wait *w = req->user;
-
-    w->p.req = NULL;
-    api_wait_release(w);
-}
-
-static void
-api_wait_cancel(struct api_pending *p)
-{
-    struct api_wait *w = (struct api_wait *)p;
-
-    if (w->p.req != NULL) {
-        w->p.req->on_abort = NULL;
-        http_respond_error(w->p.req, 503, "shutting_down", "The server is restarting.");
-        w->p.req = NULL;
-    }
-    api_wait_release(w);
+    w->p.req = NULL;          /* answered: gone */
+    api_pending_end(&w->p);
 }
 
 /* scanhub: answers arrived (on any worker) for these scenes. */
@@ -554,17 +510,17 @@ api_scan_wake(void *arg, const unsigned char (*hashes)[STORE_TOKEN_HASH_LEN], si
     struct api_pending *p, *next;
 
     for (p = aw->pending; p != NULL; p = next) {
-        struct api_wait *w = (struct api_wait *)p;
+        struct api_wait *w = container_of(p, struct api_wait, p);
         int hit = all;
 
         next = p->next;
-        if (p->cancel != api_wait_cancel || p->req == NULL)
+        if (p->release != api_wait_release || p->req == NULL)
             continue;
         for (size_t i = 0; i < n && !hit; i++)
             hit = CRYPTO_memcmp(hashes[i], w->hash, STORE_TOKEN_HASH_LEN) == 0;
         if (hit && api_wait_check(aw->ww, w, 0)) {
-            w->p.req = NULL;
-            api_wait_release(w);
+            w->p.req = NULL;  /* answered: gone */
+            api_pending_end(&w->p);
         }
     }
 }
@@ -612,9 +568,5 @@ api_scan_wait(struct web_worker *ww, struct http_request *req)
     uv_timer_init(ww->loop, &w->timer);
     w->timer.data = w;
     uv_timer_start(&w->timer, api_wait_timer, (uint64_t)left_ms, 0);
-    w->p.req = req;
-    w->p.cancel = api_wait_cancel;
-    api_pending_add(aw, &w->p);
-    req->user = w;
-    req->on_abort = api_wait_abort;
+    api_pending_start(aw, &w->p, req, api_wait_stop, api_wait_release);
 }
