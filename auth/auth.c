@@ -50,7 +50,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "auth/apppw.h"
@@ -168,6 +170,7 @@ struct auth_ctx {
 
     struct auth_live live;             /* sentinel of the circular list */
     int64_t data_version;
+    EVP_MAC_CTX *cache_mac;            /* HMAC-SHA256 keyed with keys->cache, reused */
     int watch_ticks;
 
     struct auth_stats stats;
@@ -231,7 +234,9 @@ auth_hash_digest(const char *hash, unsigned char out[16])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
 
-    SHA256((const unsigned char *)hash, strlen(hash), md);
+    /* Once per cache hit: util_sha256 skips OpenSSL 3's per-call fetch. */
+    if (util_sha256(hash, strlen(hash), md) != 0)
+        SHA256((const unsigned char *)hash, strlen(hash), md);
     memcpy(out, md, 16);
 }
 
@@ -863,6 +868,53 @@ auth_kdf_leave(struct auth_pending *p)
     }
 }
 
+static EVP_MAC *auth_hmac;             /* fetched once per process, never freed */
+static uv_once_t auth_hmac_once = UV_ONCE_INIT;
+
+static void
+auth_hmac_fetch(void)
+{
+    auth_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+/*
+ * The cache key, HMAC-SHA256(keys.cache, user ":" pw): the same bytes as
+ * apppw_mac, from a context keyed once per worker and re-initialised per
+ * use; apppw_mac's one-shot HMAC() fetches the algorithms (locked lookups)
+ * and sets the key up again on every call, once per login.
+ */
+static int
+auth_cache_key(struct auth_ctx *ctx, const char *user, const char *pw, unsigned char out[32])
+{
+    size_t ul = strlen(user), pl = strlen(pw), n = 0;
+
+    if (ul + 1 + pl > 512)    /* apppw_mac's limit, so that both refuse alike */
+        return -1;
+    if (ctx->cache_mac == NULL) {
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+            OSSL_PARAM_construct_end(),
+        };
+
+        uv_once(&auth_hmac_once, auth_hmac_fetch);
+        if (auth_hmac != NULL && (ctx->cache_mac = EVP_MAC_CTX_new(auth_hmac)) != NULL &&
+            EVP_MAC_init(ctx->cache_mac, ctx->keys->cache, APPPW_KEY_LEN, params) != 1) {
+            EVP_MAC_CTX_free(ctx->cache_mac);
+            ctx->cache_mac = NULL;
+        }
+        if (ctx->cache_mac == NULL)
+            return apppw_mac(ctx->keys->cache, user, pw, out);
+    }
+    /* A NULL key re-initialises with the key already set. */
+    if (EVP_MAC_init(ctx->cache_mac, NULL, 0, NULL) != 1 ||
+        EVP_MAC_update(ctx->cache_mac, (const unsigned char *)user, ul) != 1 ||
+        EVP_MAC_update(ctx->cache_mac, (const unsigned char *)":", 1) != 1 ||
+        EVP_MAC_update(ctx->cache_mac, (const unsigned char *)pw, pl) != 1 ||
+        EVP_MAC_final(ctx->cache_mac, out, &n, 32) != 1 || n != 32)
+        return -1;
+    return 0;
+}
+
 /* The password has the shape of an app password. */
 static void
 auth_try_apppw(struct auth_pending *p)
@@ -875,7 +927,7 @@ auth_try_apppw(struct auth_pending *p)
     const char *why;
     int r;
 
-    if (apppw_mac(ctx->keys->cache, p->outcome.user, p->pw, p->cache_key) != 0) {
+    if (auth_cache_key(ctx, p->outcome.user, p->pw, p->cache_key) != 0) {
         auth_finish(p, AUTH_TEMPFAIL, "crypto");
         return;
     }
@@ -1273,6 +1325,8 @@ auth_ctx_free(struct auth_ctx *ctx)
         auth_live_unlink(ctx->live.next);
     store_close(ctx->store);
     ctx->store = NULL;
+    EVP_MAC_CTX_free(ctx->cache_mac);
+    ctx->cache_mac = NULL;
     ctx->closing = 4;
     ctx->kdf_async.data = ctx;
     ctx->ready_timer.data = ctx->flush_timer.data = ctx->watch_timer.data = ctx;

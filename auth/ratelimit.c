@@ -9,6 +9,8 @@
 
 #include <openssl/sha.h>
 
+#include "core/util.h"
+
 /* Slots probed from a user's home slot before one is evicted. */
 #define RATELIMIT_PROBES 8
 
@@ -28,7 +30,9 @@ ratelimit_key(const char *user, unsigned char key[16])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
 
-    SHA256((const unsigned char *)user, strlen(user), md);
+    /* Twice per login: util_sha256 skips OpenSSL 3's per-call algorithm fetch. */
+    if (util_sha256(user, strlen(user), md) != 0)
+        SHA256((const unsigned char *)user, strlen(user), md);
     memcpy(key, md, 16);
     /* An all-zero key marks a free slot; keep real keys distinct from it. */
     key[0] |= 1;

@@ -3,10 +3,12 @@
  */
 #include "core/util.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 uint64_t
@@ -34,6 +36,29 @@ int
 util_ct_equal(const void *a, const void *b, size_t len)
 {
     return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+/* Fetched once, kept for the life of the process, shared by every thread. */
+static EVP_MD *util_sha256_md;
+static pthread_once_t util_sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+util_sha256_fetch(void)
+{
+    util_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+int
+util_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    unsigned int n = 0;
+
+    pthread_once(&util_sha256_once, util_sha256_fetch);
+    if (EVP_Digest(data, len, out, &n,
+                   util_sha256_md != NULL ? util_sha256_md : EVP_sha256(), NULL) != 1 ||
+        n != 32)
+        return -1;
+    return 0;
 }
 
 void

@@ -37,6 +37,13 @@ int util_random_bytes(void *buf, size_t len);
 /* Constant-time equality of two equal-length byte ranges. */
 int util_ct_equal(const void *a, const void *b, size_t len);
 
+/*
+ * SHA-256 of len bytes into out (32 bytes); 0 or -1.  Thread-safe.  Unlike
+ * OpenSSL 3's SHA256(), which looks the algorithm up again on every call
+ * (a locked method-store search), it fetches it once per process.
+ */
+int util_sha256(const void *data, size_t len, unsigned char out[32]);
+
 /* Lower-case hex of len bytes into out (2*len+1 bytes, NUL-terminated). */
 void util_hex_encode(const void *in, size_t len, char *out);
 
