@@ -267,7 +267,7 @@ imap_backend_send_login(struct session *s)
 {
     const struct config *cfg = s->pw->cfg;
     char b64[2048], out[2600];
-    int n, len = 0;
+    int n, blen, len = 0;
 
     if (cfg->forward_client_addr) {
         /* Dovecot takes these from a trusted network (login_trusted_networks),
@@ -278,8 +278,8 @@ imap_backend_send_login(struct session *s)
                      s->addr, s->port, s->id);
         len = n;
     }
-    n = session_backend_plain(s, b64, sizeof(b64));
-    if (n < 0) {
+    blen = session_backend_plain(s, b64, sizeof(b64));
+    if (blen < 0) {
         session_backend_fail(s, "credentials too long");
         return;
     }
@@ -290,11 +290,12 @@ imap_backend_send_login(struct session *s)
         n = snprintf(out + len, sizeof(out) - (size_t)len,
                      IMAP_BTAG_LOGIN " AUTHENTICATE PLAIN\r\n");
     len += n;
-    OPENSSL_cleanse(b64, sizeof(b64));
+    /* Only what was written held credentials (the buffers are 4.6 kB). */
+    OPENSSL_cleanse(b64, (size_t)blen + 1);
     s->u.imap.backend_step = IMAP_B_LOGIN;
     /* ID and AUTHENTICATE leave in one write. */
     session_backend_send(s, out, (size_t)len);
-    OPENSSL_cleanse(out, sizeof(out));
+    OPENSSL_cleanse(out, (size_t)len < sizeof(out) ? (size_t)len + 1 : sizeof(out));
 }
 
 static void
@@ -316,7 +317,10 @@ imap_login_succeeded(struct session *s)
                        s->u.imap.caps);
     else
         session_printf(s, "%s OK Logged in\r\n", s->u.imap.tag);
-    /* What only the pre-auth dialog needed. */
+    /* What only the pre-auth dialog needed; its arena still holds the
+     * LOGIN arguments. */
+    if (s->u.imap.parser != NULL)
+        imap_parser_wipe(s->u.imap.parser);
     free(s->u.imap.parser);
     s->u.imap.parser = NULL;
     free(s->u.imap.caps);
@@ -414,6 +418,8 @@ static void
 imap_release(struct session *s)
 {
     free(s->u.imap.caps);
+    if (s->u.imap.parser != NULL)
+        imap_parser_wipe(s->u.imap.parser);
     free(s->u.imap.parser);
 }
 

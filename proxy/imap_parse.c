@@ -19,6 +19,7 @@
  */
 #include "proxy/imap_parse.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -722,11 +723,21 @@ imap_parse_step(struct imap_parser *p, unsigned char c, int *used)
 void
 imap_parser_init(struct imap_parser *p, size_t max_line, size_t max_literal)
 {
-    memset(p, 0, sizeof(*p));
+    /*
+     * Everything but the arena: it is only ever read below arena_used, and
+     * zeroing its 16 KiB cost more than the rest of a connection's parsing.
+     */
+    memset(p, 0, offsetof(struct imap_parser, arena));
     p->max_line = (max_line == 0 || max_line > IMAP_LINE_CAP) ? IMAP_LINE_CAP : max_line;
     p->max_literal = (max_literal == 0 || max_literal > IMAP_LITERAL_CAP)
                          ? IMAP_LITERAL_CAP : max_literal;
     p->state = ST_LINE_START;
+}
+
+void
+imap_parser_wipe(struct imap_parser *p)
+{
+    imap_parse_clear(p);
 }
 
 void

@@ -111,6 +111,8 @@ void imap_parser_init(struct imap_parser *p, size_t max_line, size_t max_literal
 
 /* Forgets everything (after STARTTLS): the next byte starts a new command. */
 void imap_parser_reset(struct imap_parser *p);
+/* Wipes what the last command left in the arena (maybe a password): before free(). */
+void imap_parser_wipe(struct imap_parser *p);
 
 /*
  * The next line is a SASL response: imap_parse returns IMAP_OK with cmd
