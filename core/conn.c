@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -42,6 +43,8 @@ enum {
     CONN_F_LINGER = 1u << 7,      /* c->linger was initialized */
     CONN_F_CONNECTING = 1u << 8,  /* uv_tcp_connect pending */
     CONN_F_TLS_EOF = 1u << 9,     /* the peer's close_notify was read */
+    CONN_F_PEER_DONE = 1u << 10,  /* conn_peer_done: the peer sends nothing more */
+    CONN_F_GREETED = 1u << 11,    /* conn_connect_greeted: cb waits for the first bytes */
 };
 
 /* Default water marks: a few TLS records either way. */
@@ -90,8 +93,6 @@ conn_init(uv_loop_t *loop, struct conn *c)
     if (r < 0)
         return r;
     c->handles = 1;
-    /* Without a socket yet, libuv records the flag and applies it at open. */
-    uv_tcp_nodelay(&c->tcp, 1);
     return 0;
 }
 
@@ -100,8 +101,11 @@ conn_accept(uv_stream_t *server, struct conn *c)
 {
     int r;
 
-    /* TCP_NODELAY, recorded by conn_init, is applied by libuv as it opens
-     * the accepted socket: the greeting must not wait for a delayed ACK. */
+    /*
+     * The greeting must not wait for a delayed ACK: TCP_NODELAY.  Linux
+     * copies it from the listening socket (listen_open sets it there), so
+     * no setsockopt per connection.
+     */
     r = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (r < 0)
         return r;
@@ -128,7 +132,9 @@ conn_connect(struct conn *c, const struct sockaddr *addr, conn_status_cb cb)
     if (c->flags & CONN_F_CLOSING)
         return UV_ECANCELED;
     c->connect_cb = cb;
-    /* The socket is made here, with the TCP_NODELAY conn_init recorded. */
+    /* Without a socket yet, libuv records the flag and applies it as
+     * uv_tcp_connect makes the socket. */
+    uv_tcp_nodelay(&c->tcp, 1);
     r = uv_tcp_connect(&c->connect_req, &c->tcp, addr, conn_on_connect);
     if (r < 0)
         return r;
@@ -138,6 +144,43 @@ conn_connect(struct conn *c, const struct sockaddr *addr, conn_status_cb cb)
      * for both (libuv reports the connect first, reads only after it);
      * starting it in cb would cost two more epoll_ctl calls.
      */
+    return conn_read_start(c);
+}
+
+int
+conn_connect_greeted(struct conn *c, const struct sockaddr *addr, conn_status_cb cb)
+{
+    socklen_t len;
+    int fd, r;
+
+    if (c->flags & CONN_F_CLOSING)
+        return UV_ECANCELED;
+    if (addr->sa_family == AF_INET)
+        len = sizeof(struct sockaddr_in);
+    else if (addr->sa_family == AF_INET6)
+        len = sizeof(struct sockaddr_in6);
+    else
+        return conn_connect(c, addr, cb);
+    fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return conn_connect(c, addr, cb);
+    /*
+     * Anything but "under way" (a refusal comes later, through the read):
+     * let uv_tcp_connect do it again and report it as it always does.
+     */
+    if (connect(fd, addr, len) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return conn_connect(c, addr, cb);
+    }
+    /* uv_tcp_open applies the flag to the socket. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    r = uv_tcp_open(&c->tcp, fd);
+    if (r < 0) {
+        close(fd);    /* not libuv's unless uv_tcp_open succeeded */
+        return r;
+    }
+    c->connect_cb = cb;
+    c->flags |= CONN_F_CONNECTING | CONN_F_GREETED;
     return conn_read_start(c);
 }
 
@@ -636,6 +679,19 @@ conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
+    if (c->flags & CONN_F_GREETED) {
+        /* conn_connect_greeted: the first bytes, or the failure, tell. */
+        c->flags &= ~(CONN_F_GREETED | CONN_F_CONNECTING);
+        if (nread < 0) {
+            if (nread == UV_EOF)
+                c->flags |= CONN_F_EOF;
+            conn_read_stop(c);
+        }
+        if (c->connect_cb != NULL)
+            c->connect_cb(c, nread < 0 ? (int)nread : 0);
+        if (nread < 0 || (c->flags & CONN_F_CLOSING))
+            return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF)
             c->flags |= CONN_F_EOF;
@@ -889,9 +945,12 @@ conn_close(struct conn *c)
      * The peer has already sent its FIN (so nothing unread can turn our
      * close into a reset) and every byte is in the kernel: close() sends
      * our FIN after it, no shutdown round or linger needed.  The common
-     * end of a proxied session: the backend says BYE and closes.
+     * end of a proxied session: the backend says BYE and closes.  The
+     * same when the owner knows the peer is done (conn_peer_done): its
+     * FIN will reach a closed socket, which the kernel handles alone, so
+     * neither a linger timer nor another loop turn is spent waiting for it.
      */
-    if ((c->flags & CONN_F_EOF) && c->tcp.write_queue_size == 0 &&
+    if ((c->flags & (CONN_F_EOF | CONN_F_PEER_DONE)) && c->tcp.write_queue_size == 0 &&
         !(c->flags & CONN_F_CONNECTING)) {
         conn_close_handles(c);
         return;
@@ -916,6 +975,12 @@ conn_close(struct conn *c)
     }
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) < 0)
         conn_close_handles(c);
+}
+
+void
+conn_peer_done(struct conn *c)
+{
+    c->flags |= CONN_F_PEER_DONE;
 }
 
 void

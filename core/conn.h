@@ -62,20 +62,34 @@ struct conn {
 };
 
 /*
- * uv_tcp_init, and TCP_NODELAY as soon as the socket exists.  Resets the
- * private fields and the counters; leaves data and the callbacks alone, so
- * the owner may set them before or after.  If it fails there is nothing to
- * close; once it succeeded, conn_close or conn_abort must end the conn.
+ * uv_tcp_init.  Resets the private fields and the counters; leaves data and
+ * the callbacks alone, so the owner may set them before or after.  If it
+ * fails there is nothing to close; once it succeeded, conn_close or
+ * conn_abort must end the conn.
  */
 int conn_init(uv_loop_t *loop, struct conn *c);
-/* uv_accept into c (conn_init'ed on the server's loop) + TCP_NODELAY. */
+/*
+ * uv_accept into c (conn_init'ed on the server's loop).  TCP_NODELAY comes
+ * from the listening socket (listen_open sets it; Linux passes it on).
+ */
 int conn_accept(uv_stream_t *server, struct conn *c);
 /*
- * Connects; cb(c, 0 or error) unless the conn is closed first.  +
- * TCP_NODELAY.  Reading starts with the connect (on_read only ever after
+ * Connects with TCP_NODELAY; cb(c, 0 or error) unless the conn is closed
+ * first.  Reading starts with the connect (on_read only ever after
  * cb(c, 0)); conn_read_stop in cb if the owner does not want bytes yet.
  */
 int conn_connect(struct conn *c, const struct sockaddr *addr, conn_status_cb cb);
+/*
+ * The same for a server that speaks first (a mail greeting): cb(c, 0) comes
+ * with the server's first bytes, right before on_read gets them; cb(c, <0)
+ * if the connection fails or ends first.  libuv's connect watches for
+ * writability, then reads SO_ERROR and re-arms epoll for reads only: three
+ * system calls and a loop turn per connection that this skips (the socket
+ * is made and connected here, then handed to libuv).  Writes before cb are
+ * queued until the socket can take them.  Never for a client-speaks-first
+ * protocol (TLS): cb would wait for bytes that never come.
+ */
+int conn_connect_greeted(struct conn *c, const struct sockaddr *addr, conn_status_cb cb);
 
 int conn_read_start(struct conn *c);
 /*
@@ -116,12 +130,20 @@ SSL *conn_ssl(const struct conn *c);
 /*
  * Graceful: stop delivering reads (what arrives is discarded), send
  * close_notify (TLS), let queued writes flush, FIN (at once by close() if
- * the peer's EOF was already read), else read and discard until the
- * peer's EOF (at most CONN_LINGER_MS,
- * so that unread input does not turn our close into an RST that destroys
- * what we sent), then close.  on_close exactly once.  Idempotent.
+ * the peer's EOF was already read or conn_peer_done was called), else read
+ * and discard until the peer's EOF (at most CONN_LINGER_MS, so that unread
+ * input does not turn our close into an RST that destroys what we sent),
+ * then close.  on_close exactly once.  Idempotent.
  */
 void conn_close(struct conn *c);
+/*
+ * The owner knows the peer will send nothing more (it logged out and the
+ * server confirmed): a later conn_close whose bytes are all with the kernel
+ * then closes at once (close() sends the FIN after them) instead of
+ * lingering for the peer's FIN.  Input arriving after that would meet a
+ * reset, so only for a peer that has finished its side of the dialogue.
+ */
+void conn_peer_done(struct conn *c);
 /* Immediate close, drops queued data; on_close once; idempotent, safe after conn_close. */
 void conn_abort(struct conn *c);
 /* 1 once conn_close or conn_abort was called. */

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 int
@@ -24,6 +25,12 @@ listen_open(uv_loop_t *loop, uv_tcp_t *server, const struct sockaddr *addr,
      */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
+        goto fail_errno;
+    /*
+     * TCP_NODELAY here: accepted sockets inherit it (Linux copies it from
+     * the listener), which saves a setsockopt per connection.
+     */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0)
         goto fail_errno;
     /*
      * An IPv6 address means IPv6 only, as in nginx: IPv4 is listed on its

@@ -14,8 +14,8 @@
 
 /*
  * Opens a listening TCP socket on addr for this loop: socket(), SO_REUSEADDR
- * and SO_REUSEPORT, bind, listen(backlog), then uv_tcp_init + uv_tcp_open +
- * uv_listen(cb).  libuv 1.44 has no flag for SO_REUSEPORT, hence the detour.
+ * and SO_REUSEPORT, TCP_NODELAY (inherited by accepted sockets), bind,
+ * listen(backlog), then uv_tcp_init + uv_tcp_open + uv_listen(cb).  libuv 1.44 has no flag for SO_REUSEPORT, hence the detour.
  * An IPv6 address is bound IPV6_V6ONLY: list IPv4 addresses separately.
  *
  * Returns 0 with *server initialized and listening (close it with uv_close),

@@ -27,6 +27,7 @@ static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 /* Per thread: not shared, so no lock. */
 struct log_thread {
     int buffered;
+    int due;                     /* buf holds a line that is not lazy */
     size_t len;
     time_t stamp_sec;            /* the second stamp[] was made for */
     char stamp[32];              /* "ts=YYYY-MM-DDTHH:MM:SS" */
@@ -65,12 +66,23 @@ log_flush(void)
 
     if (t->len == 0)
         return;
+    t->due = 0;
     /* Nothing sensible to do if the log cannot be written. */
     if (write(log_fd, t->buf, t->len) < 0) {
         t->len = 0;
         return;
     }
     t->len = 0;
+}
+
+enum log_pending
+log_pending(void)
+{
+    const struct log_thread *t = &log_thread;
+
+    if (t->len == 0)
+        return LOG_PENDING_NONE;
+    return t->due ? LOG_PENDING_NOW : LOG_PENDING_LAZY;
 }
 
 void
@@ -80,18 +92,15 @@ log_set_buffered(int on)
     log_thread.buffered = on;
 }
 
-void
-log_msg(enum log_level level, const char *fmt, ...)
+static void
+log_vmsg(enum log_level level, int lazy, const char *fmt, va_list ap)
 {
     struct log_thread *t = &log_thread;
     char line[2048];
     struct timeval tv;
     size_t n;
     int r;
-    va_list ap;
 
-    if (level < log_min_level)
-        return;
     gettimeofday(&tv, NULL);
     /* The date part changes once a second: format it once a second. */
     if (t->stamp_len == 0 || t->stamp_sec != tv.tv_sec) {
@@ -103,13 +112,23 @@ log_msg(enum log_level level, const char *fmt, ...)
     }
     memcpy(line, t->stamp, t->stamp_len);
     n = t->stamp_len;
-    r = snprintf(line + n, sizeof(line) - n, ".%03dZ level=%s ", (int)(tv.tv_usec / 1000),
-                 log_level_names[level]);
-    if (r > 0)
-        n += (size_t)r;
-    va_start(ap, fmt);
+    /* ".mmmZ level=NAME ", by hand: a snprintf per line for this costs more. */
+    {
+        int ms = (int)(tv.tv_usec / 1000);
+        const char *name = log_level_names[level];
+        size_t nl = strlen(name);
+
+        line[n++] = '.';
+        line[n++] = (char)('0' + ms / 100);
+        line[n++] = (char)('0' + ms / 10 % 10);
+        line[n++] = (char)('0' + ms % 10);
+        memcpy(line + n, "Z level=", 8);
+        n += 8;
+        memcpy(line + n, name, nl);
+        n += nl;
+        line[n++] = ' ';
+    }
     r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-    va_end(ap);
     if (r < 0)
         r = 0;
     n += (size_t)r;
@@ -128,4 +147,30 @@ log_msg(enum log_level level, const char *fmt, ...)
         log_flush();
     memcpy(t->buf + t->len, line, n);
     t->len += n;
+    if (!lazy)
+        t->due = 1;
+}
+
+void
+log_msg(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level < log_min_level)
+        return;
+    va_start(ap, fmt);
+    log_vmsg(level, 0, fmt, ap);
+    va_end(ap);
+}
+
+void
+log_msg_lazy(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level < log_min_level)
+        return;
+    va_start(ap, fmt);
+    log_vmsg(level, 1, fmt, ap);
+    va_end(ap);
 }

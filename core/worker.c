@@ -22,12 +22,35 @@ worker_async_cb(uv_async_t *h)
         w->hooks->abort(w);
 }
 
-/* Right before the loop waits for I/O: the lines of this iteration, in one write. */
+static void
+worker_log_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    log_flush();
+}
+
+/*
+ * Right before the loop waits for I/O: the lines of this iteration, in one
+ * write; if they are all lazy (the proxy's per-session lines), within
+ * LOG_LAZY_MS instead, so that a busy loop writes once per full buffer
+ * rather than once per turn.
+ */
 static void
 worker_log_flush_cb(uv_prepare_t *h)
 {
-    (void)h;
-    log_flush();
+    struct worker *w = container_of(h, struct worker, log_flush);
+
+    switch (log_pending()) {
+    case LOG_PENDING_NONE:
+        break;
+    case LOG_PENDING_LAZY:
+        if (!uv_is_active((uv_handle_t *)&w->log_timer))
+            uv_timer_start(&w->log_timer, worker_log_timer_cb, LOG_LAZY_MS, 0);
+        break;
+    case LOG_PENDING_NOW:
+        log_flush();
+        break;
+    }
 }
 
 static void
@@ -47,6 +70,7 @@ worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (!uv_is_closing((uv_handle_t *)&w->log_flush)) {
         uv_close((uv_handle_t *)&w->log_flush, NULL);
+        uv_close((uv_handle_t *)&w->log_timer, NULL);
         uv_run(&w->loop, UV_RUN_NOWAIT);
     }
     if (w->hooks->cleanup != NULL)
@@ -94,12 +118,15 @@ workers_start(struct worker *ws, int n, const struct worker_hooks *hooks, void *
             uv_prepare_init(&w->loop, &w->log_flush);
             uv_prepare_start(&w->log_flush, worker_log_flush_cb);
             uv_unref((uv_handle_t *)&w->log_flush);
+            uv_timer_init(&w->loop, &w->log_timer);
+            uv_unref((uv_handle_t *)&w->log_timer);
         }
         if (rc == 0) {
             rc = uv_thread_create(&w->thread, worker_main, w);
             if (rc != 0) {
                 uv_close((uv_handle_t *)&w->async, NULL);
                 uv_close((uv_handle_t *)&w->log_flush, NULL);
+                uv_close((uv_handle_t *)&w->log_timer, NULL);
                 uv_run(&w->loop, UV_RUN_DEFAULT);
                 uv_loop_close(&w->loop);
             }
@@ -162,8 +189,10 @@ worker_release(struct worker *w)
     if (!w->released) {
         w->released = 1;
         uv_close((uv_handle_t *)&w->async, NULL);
-        if (!uv_is_closing((uv_handle_t *)&w->log_flush))
+        if (!uv_is_closing((uv_handle_t *)&w->log_flush)) {
             uv_close((uv_handle_t *)&w->log_flush, NULL);
+            uv_close((uv_handle_t *)&w->log_timer, NULL);
+        }
     }
     uv_mutex_unlock(&w->lock);
 }

@@ -41,6 +41,7 @@ struct worker {
     uv_thread_t thread;
     uv_async_t async;               /* wakes the loop for a command */
     uv_prepare_t log_flush;         /* writes the iteration's log lines before polling */
+    uv_timer_t log_timer;           /* writes lazy log lines within LOG_LAZY_MS */
     atomic_int cmd;                 /* enum worker_cmd bits, set by main */
     const struct worker_hooks *hooks;
     void *shared;                   /* what all workers share (read-only) */

@@ -64,9 +64,9 @@ session_client_closed(struct conn *c)
 {
     struct session *s = c->data;
 
-    log_info("session=%" PRIu64 " event=close proto=%s addr=%s in=%" PRIu64 " out=%" PRIu64
-             " secs=%.1f", s->id, s->proto->name, s->addr, c->bytes_in, c->bytes_out,
-             (double)(util_now_ms() - s->started_ms) / 1000.0);
+    log_info_lazy("session=%" PRIu64 " event=close proto=%s addr=%s in=%" PRIu64
+                  " out=%" PRIu64 " secs=%.1f", s->id, s->proto->name, s->addr, c->bytes_in,
+                  c->bytes_out, (double)(util_now_ms() - s->started_ms) / 1000.0);
     metrics_conn_close((int)s->proto->proto);
     session_unref(s);
 }
@@ -332,8 +332,8 @@ session_accept(struct proxy_listener *l)
     metrics_conn_open((int)s->proto->proto);
     conn_peer_addr(&s->client, s->addr, sizeof(s->addr), &s->port);
     conn_set_low_water(&s->client, pw->cfg->relay_high_water / 4, pw->cfg->relay_high_water);
-    log_info("session=%" PRIu64 " event=connect proto=%s listener=%s addr=%s port=%d", s->id,
-             s->proto->name, l->conf->key, s->addr, s->port);
+    log_info_lazy("session=%" PRIu64 " event=connect proto=%s listener=%s addr=%s port=%d",
+                  s->id, s->proto->name, l->conf->key, s->addr, s->port);
 
     if (l->conf->implicit_tls) {
         session_starttls(s);
@@ -382,6 +382,44 @@ session_keep_pending(struct session *s, const char *data, size_t len)
     s->pending_len += len;
 }
 
+/* Keeps the last bytes the client sent in the relay (a chunk may end a line). */
+static void
+session_client_tail(struct session *s, const char *data, size_t len)
+{
+    size_t keep = sizeof(s->client_tail), old = s->client_tail_len;
+
+    if (len >= keep) {
+        memcpy(s->client_tail, data + len - keep, keep);
+        s->client_tail_len = (unsigned char)keep;
+        return;
+    }
+    if (old + len > keep) {
+        memmove(s->client_tail, s->client_tail + (old + len - keep), keep - len);
+        old = keep - len;
+    }
+    memcpy(s->client_tail + old, data, len);
+    s->client_tail_len = (unsigned char)(old + len);
+}
+
+/*
+ * Did the client's input end with its protocol's goodbye (IMAP "tag
+ * LOGOUT", POP3 and SMTP "QUIT"), nothing after it?  Then, once the
+ * backend has answered and closed, the client has nothing more to say.
+ */
+static int
+session_client_said_bye(const struct session *s)
+{
+    const char *t = s->client_tail;
+    size_t n = s->client_tail_len;
+
+    if (s->proto->proto == CONFIG_PROTO_IMAP)
+        return n >= 9 && strncasecmp(t + n - 9, " LOGOUT\r\n", 9) == 0;
+    /* "QUIT" is the whole line: after a LF, or it was all the relay saw
+     * (n == 6: the tail is not full, so nothing came before it). */
+    return n >= 6 && strncasecmp(t + n - 6, "QUIT\r\n", 6) == 0 &&
+           (n == 6 || t[n - 7] == '\n');
+}
+
 static void
 session_client_read(struct conn *c, const char *data, size_t len)
 {
@@ -405,6 +443,7 @@ session_client_read(struct conn *c, const char *data, size_t len)
         s->last_activity_ms = util_now_ms();
         if (s->backend == NULL)
             return;
+        session_client_tail(s, data, len);
         if (conn_write(s->backend, data, len) < 0) {
             session_close(s);
             return;
@@ -457,8 +496,9 @@ session_refuse_now(struct session *s)
 static void
 session_refuse(struct session *s)
 {
-    log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=refused",
-             s->id, s->proto->name, s->logname, s->addr, session_how_name(s->how));
+    log_info_lazy("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s "
+                  "result=refused", s->id, s->proto->name, s->logname, s->addr,
+                  session_how_name(s->how));
     metrics_login((int)s->proto->proto, METRICS_REFUSED, session_how_name(s->how),
                   util_now_ms() - s->login_started_ms);
     session_after_refusal_delay(s, session_refuse_now);
@@ -625,7 +665,11 @@ session_backend_error(struct conn *c, int status)
         return;
     if (s->state == SESSION_RELAY) {
         /* The backend ended the session (LOGOUT, its own timeout, a crash):
-         * what it sent last still reaches the client. */
+         * what it sent last still reaches the client.  After the client's
+         * own LOGOUT/QUIT it will send nothing more: close without
+         * lingering for its FIN (a loop wake-up and a read per session). */
+        if (status == UV_EOF && session_client_said_bye(s))
+            conn_peer_done(&s->client);
         session_close(s);
         return;
     }
@@ -710,6 +754,10 @@ session_backend_connect(struct session *s)
         (const struct sockaddr *)(s->inbound ? &s->pw->sh->backend_inbound
                                              : &s->pw->sh->backend[s->proto->proto]);
 
+    /* The inbound MTA is reached in cleartext (see session_backend_connected). */
+    enum config_tls_mode mode =
+        s->inbound ? CONFIG_TLS_NO : s->pw->cfg->backend_tls[s->proto->proto];
+
     s->state = SESSION_BACKEND;
     s->proto->backend_start(s);
     uv_timer_start(&s->timer, session_timer_cb, s->pw->cfg->backend_timeout_ms, 0);
@@ -727,7 +775,10 @@ session_backend_connect(struct session *s)
     s->backend = b;
     s->handles++;
     conn_set_low_water(b, s->pw->cfg->relay_high_water / 4, s->pw->cfg->relay_high_water);
-    if (conn_connect(b, addr, session_backend_connected) != 0)
+    /* Implicit TLS: we speak first.  Otherwise the backend greets first, and
+     * its greeting is what says the connection is up. */
+    if ((mode == CONFIG_TLS_YES ? conn_connect(b, addr, session_backend_connected)
+                                : conn_connect_greeted(b, addr, session_backend_connected)) != 0)
         session_backend_fail(s, "connect failed");
 }
 
@@ -810,9 +861,9 @@ session_inbound_ok(struct session *s)
 void
 session_login_ok(struct session *s)
 {
-    log_info("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=ok "
-             "ms=%" PRIu64, s->id, s->proto->name, s->logname, s->addr, session_how_name(s->how),
-             util_now_ms() - s->login_started_ms);
+    log_info_lazy("session=%" PRIu64 " event=login proto=%s user=%s addr=%s how=%s result=ok "
+                  "ms=%" PRIu64, s->id, s->proto->name, s->logname, s->addr,
+                  session_how_name(s->how), util_now_ms() - s->login_started_ms);
     metrics_login((int)s->proto->proto, METRICS_OK, session_how_name(s->how),
                   util_now_ms() - s->login_started_ms);
     auth_report(s->pw->auth, s->proto->proto, s->user, s->addr, s->how, 1);
@@ -912,6 +963,7 @@ session_relay_start(struct session *s)
         s->live_added = 1;
     }
     if (s->pending_len > 0) {
+        session_client_tail(s, s->pending, s->pending_len);
         session_backend_send(s, s->pending, s->pending_len);
         free(s->pending);
         s->pending = NULL;

@@ -122,6 +122,9 @@ struct session {
     int client_paused;                     /* reads stopped for backpressure */
     int client_eof;                        /* the client's EOF came during the login */
     int backend_paused;
+    /* The last bytes the client sent while relayed (for session_client_said_bye). */
+    char client_tail[16];
+    unsigned char client_tail_len;
 
     char addr[64];                         /* client address, for logs and the backend */
     int port;

@@ -6,6 +6,7 @@
 #include "tests/unit/core/conn_test_peer.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #define ECHO_LEN (256 * 1024)
@@ -379,6 +380,121 @@ test_close_while_connecting(void **state)
     tp_loop_finish(&loop);
 }
 
+/*
+ * conn_connect_greeted: the connect callback comes with the server's first
+ * bytes, before on_read gets them; TCP_NODELAY on both ends (the accepted
+ * socket inherits it from listen_open's listener); conn_peer_done lets the
+ * server close at once after its last reply, and the client still gets it.
+ */
+struct greeted {
+    int calls, status;
+    size_t rx_at_cb;
+};
+
+static int
+tcp_nodelay_of(struct conn *c)
+{
+    uv_os_fd_t fd;
+    int on = 0;
+    socklen_t len = sizeof(on);
+
+    assert_int_equal(uv_fileno((uv_handle_t *)&c->tcp, &fd), 0);
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    return on;
+}
+
+static void
+greeted_cb(struct conn *c, int status)
+{
+    struct tpeer *p = c->data;
+    struct greeted *g = p->ctx;
+
+    g->calls++;
+    g->status = status;
+    g->rx_at_cb = p->rx_len;
+    if (status == 0)
+        assert_int_equal(tcp_nodelay_of(c), 1);
+}
+
+static void
+greeted_server_accept(struct tpeer *p)
+{
+    assert_int_equal(tcp_nodelay_of(&p->c), 1);
+    assert_int_equal(conn_read_start(&p->c), 0);
+    assert_int_equal(conn_write(&p->c, "* OK hi\r\n", 9), 0);
+}
+
+static void
+greeted_server_read(struct tpeer *p, const char *data, size_t len)
+{
+    if (p->rx_len == 6 && memcmp(p->rx, "QUIT\r\n", 6) == 0) {
+        assert_int_equal(conn_write(&p->c, "BYE\r\n", 5), 0);
+        conn_peer_done(&p->c);
+        conn_close(&p->c);
+    }
+}
+
+static void
+greeted_client_read(struct tpeer *p, const char *data, size_t len)
+{
+    if (p->rx_len == 9)
+        assert_int_equal(conn_write(&p->c, "QUIT\r\n", 6), 0);
+}
+
+static void
+test_connect_greeted(void **state)
+{
+    uv_loop_t loop;
+    struct tserver ts = {0};
+    struct tpeer srv, cli, cli2;
+    struct greeted g = {0}, g2 = {0};
+    struct sockaddr_in sin;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tp_guard_start(&loop, 20000);
+    tp_init(&srv, "server");
+    tp_init(&cli, "client");
+    tp_init(&cli2, "client2");
+    ts.peers[0] = &srv;
+    ts.close_after = 1;
+    ts.on_accept = greeted_server_accept;
+    srv.hook_read = greeted_server_read;
+    ts_listen(&loop, &ts, 1);
+    cli.ctx = &g;
+    cli.hook_read = greeted_client_read;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", ts.port, &sin), 0);
+    assert_int_equal(conn_init(&loop, &cli.c), 0);
+    assert_int_equal(conn_connect_greeted(&cli.c, (struct sockaddr *)&sin, greeted_cb), 0);
+
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.rx_at_cb, 0);
+    assert_int_equal(cli.rx_len, 14);
+    assert_memory_equal(cli.rx, "* OK hi\r\nBYE\r\n", 14);
+    assert_int_equal(cli.eof, 1);
+    assert_int_equal(cli.closed, 1);
+    assert_int_equal(srv.closed, 1);
+    assert_int_equal(srv.errs, 0);
+
+    /* Nobody listens there any more: the failure goes to the callback. */
+    cli2.ctx = &g2;
+    assert_int_equal(conn_init(&loop, &cli2.c), 0);
+    assert_int_equal(conn_connect_greeted(&cli2.c, (struct sockaddr *)&sin, greeted_cb), 0);
+    uv_run(&loop, UV_RUN_ONCE);
+    while (g2.calls == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(g2.status < 0);
+    assert_int_equal(cli2.errs, 0);
+    conn_close(&cli2.c);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(cli2.closed, 1);
+    tp_free(&srv);
+    tp_free(&cli);
+    tp_free(&cli2);
+    tp_loop_finish(&loop);
+}
+
 int
 main(void)
 {
@@ -389,6 +505,7 @@ main(void)
         cmocka_unit_test(test_close_delivers_all),
         cmocka_unit_test(test_abort_in_read),
         cmocka_unit_test(test_close_while_connecting),
+        cmocka_unit_test(test_connect_greeted),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
