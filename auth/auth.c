@@ -20,11 +20,11 @@
  *         -> back on each loop: re-read the row by id, decide
  *   -> otherwise: factor count -> PASSTHROUGH or REFUSED
  *
- * The KDF threads are mfagate's own, not libuv's pool: there are at most
- * cores - 1 of them (at least one), at the lowest priority with a short
- * time slice, so that argon2id never takes the last core from the loops
- * and a loop that wakes up never waits behind it; and nothing else queues
- * behind argon2id either.
+ * The KDF threads are mfagate's own, not libuv's pool: [auth] kdf_threads
+ * of them, by default min(4, cores - 1) (at least one), at the lowest
+ * priority with a short time slice, so that argon2id never takes the last
+ * core from the loops and a loop that wakes up never waits behind it; and
+ * nothing else queues behind argon2id either.
  *   Every outcome goes through the ready queue and a uv timer, so the
  *   callback never runs inside auth_check; a growing delay after
  *   cfg->fail_delay_after consecutive failures uses the same queue.
@@ -64,7 +64,7 @@
 
 #define AUTH_KDF_NICE 19              /* the KDF threads' nice value */
 #define AUTH_KDF_SLICE_NS 100000      /* and their time slice (see auth_kdf_thread_sched) */
-#define AUTH_KDF_THREADS_MAX 4        /* KDF threads: min(this, cores - 1), at least 1 */
+#define AUTH_KDF_THREADS_AUTO 4       /* [auth] kdf_threads = 0: min(this, cores - 1), at least 1 */
 #define AUTH_KDF_QUEUE_MAX 512        /* distinct verifications waiting; beyond: tempfail */
 #define AUTH_LAST_USE_GRAIN_S 60       /* last use is recorded to the minute */
 #define AUTH_FLUSH_MS 1000          /* batched bookkeeping is written this often */
@@ -136,7 +136,7 @@ struct auth_shared {
     const struct config *cfg;
     uv_mutex_t lock;
     uv_cond_t wake;                    /* a job was queued, or stopping */
-    uv_thread_t threads[AUTH_KDF_THREADS_MAX];
+    uv_thread_t threads[CONFIG_KDF_THREADS_MAX];
     int nthreads;
 
     struct auth_cache_entry *cache;    /* cache_sets sets of cache_ways entries */
@@ -466,6 +466,12 @@ auth_kdf_thread(void *arg)
 }
 
 int
+auth_shared_kdf_threads(const struct auth_shared *sh)
+{
+    return sh->nthreads;
+}
+
+int
 auth_shared_new(const struct config *cfg, struct auth_shared **out)
 {
     struct auth_shared *sh;
@@ -491,10 +497,12 @@ auth_shared_new(const struct config *cfg, struct auth_shared **out)
         uv_mutex_destroy(&sh->lock);
         goto fail_mem;
     }
-    /* Leave one core to the loops; one thread at least. */
+    /* [auth] kdf_threads, or: leave one core to the loops; one thread at least. */
     n = cores > 1 ? (int)cores - 1 : 1;
-    if (n > AUTH_KDF_THREADS_MAX)
-        n = AUTH_KDF_THREADS_MAX;
+    if (n > AUTH_KDF_THREADS_AUTO)
+        n = AUTH_KDF_THREADS_AUTO;
+    if (cfg->kdf_threads > 0)
+        n = cfg->kdf_threads < CONFIG_KDF_THREADS_MAX ? cfg->kdf_threads : CONFIG_KDF_THREADS_MAX;
     for (int i = 0; i < n; i++) {
         if (uv_thread_create(&sh->threads[i], auth_kdf_thread, sh) != 0)
             break;

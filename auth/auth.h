@@ -52,11 +52,13 @@ typedef void (*auth_done_cb)(void *arg, const struct auth_outcome *outcome);
 
 /*
  * What the workers' contexts share: the verification cache (cfg's
- * cache_entries and cache_ttl) and the KDF threads (min(4, cores - 1), at
- * least one, niced).  Made once before the workers start, freed after the
+ * cache_entries and cache_ttl) and the KDF threads (kdf_threads, by default
+ * min(4, cores - 1), at least one; niced).  Made once before the workers start, freed after the
  * last context was freed (it joins the threads).  cfg is borrowed.
  */
 int auth_shared_new(const struct config *cfg, struct auth_shared **out);
+/* How many KDF threads it runs ([auth] kdf_threads, or the automatic count). */
+int auth_shared_kdf_threads(const struct auth_shared *sh);
 void auth_shared_free(struct auth_shared *sh);
 
 /*

@@ -184,6 +184,21 @@ set_workers(struct config_parse *cp, const char *v, void *field, size_t size)
     return 0;
 }
 
+/* [auth] kdf_threads: 0 (as many as suits the cores) or 1 to CONFIG_KDF_THREADS_MAX. */
+static int
+set_kdf_threads(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    long n;
+
+    if (config_parse_long(v, 0, CONFIG_KDF_THREADS_MAX, &n) < 0) {
+        config_fail(cp, "kdf_threads must be a number from 0 (automatic) to %d, got \"%s\"",
+                    CONFIG_KDF_THREADS_MAX, v);
+        return -1;
+    }
+    *(int *)field = (int)n;
+    return 0;
+}
+
 static int
 set_port(struct config_parse *cp, const char *v, void *field, size_t size)
 {
@@ -690,6 +705,7 @@ static const struct config_key config_keys[] = {
     {"auth", "argon2_memory_kib", set_u32, F(argon2_memory_kib)},
     {"auth", "argon2_passes", set_u32, F(argon2_passes)},
     {"auth", "argon2_lanes", set_u32, F(argon2_lanes)},
+    {"auth", "kdf_threads", set_kdf_threads, F(kdf_threads)},
     {"auth", "cache_ttl", set_duration, F(cache_ttl_ms)},
     {"auth", "cache_entries", set_u32, F(cache_entries)},
     {"auth", "refusal_delay", set_duration, F(refusal_delay_ms)},

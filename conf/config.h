@@ -19,6 +19,7 @@
 #define CONFIG_MAX_ADDRS 4     /* addresses per listener key */
 #define CONFIG_NAME_MAX 256    /* user names, host names */
 #define CONFIG_SECRET_MAX 256  /* the master password */
+#define CONFIG_KDF_THREADS_MAX 64  /* [auth] kdf_threads */
 
 enum config_tls_mode {
     CONFIG_TLS_NO = 0,    /* cleartext */
@@ -109,7 +110,8 @@ struct config {
     uint32_t argon2_passes;
     uint32_t argon2_lanes;
     uint64_t cache_ttl_ms;            /* verification cache entry lifetime */
-    uint32_t cache_entries;           /* per worker */
+    uint32_t cache_entries;           /* the whole process */
+    int kdf_threads;                  /* argon2id threads; 0: min(4, cores - 1), at least 1 */
     uint64_t refusal_delay_ms;        /* a refused login takes at least this long */
     int fail_delay_after;             /* consecutive failures before delays */
     int fail_lockout;                 /* consecutive failures that lock out */

@@ -651,6 +651,27 @@ test_cancel_all_waiters(void **state)
 /* Two workers' contexts share one cache and one set of KDF threads: a
  * password verified by one is a hit for the other, and both asking at
  * once run argon2id once. */
+/* [auth] kdf_threads: as many KDF threads as asked; 0 leaves a core to the loops. */
+static void
+test_kdf_threads(void **state)
+{
+    struct fx *f = *state;
+    struct auth_shared *sh;
+    unsigned cores = uv_available_parallelism();
+    int automatic = cores > 1 ? (int)cores - 1 : 1;
+
+    if (automatic > 4)
+        automatic = 4;
+    f->cfg.kdf_threads = 3;
+    assert_int_equal(auth_shared_new(&f->cfg, &sh), 0);
+    assert_int_equal(auth_shared_kdf_threads(sh), 3);
+    auth_shared_free(sh);
+    f->cfg.kdf_threads = 0;
+    assert_int_equal(auth_shared_new(&f->cfg, &sh), 0);
+    assert_int_equal(auth_shared_kdf_threads(sh), automatic);
+    auth_shared_free(sh);
+}
+
 static void
 test_shared_between_contexts(void **state)
 {
@@ -735,6 +756,7 @@ main(void)
         T(test_free_during_kdf),
         T(test_concurrent_checks_share_one_kdf),
         T(test_cancel_all_waiters),
+        T(test_kdf_threads),
         T(test_shared_between_contexts),
         T(test_lockout),
         T(test_passthrough_failures_count),

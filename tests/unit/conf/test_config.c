@@ -123,7 +123,7 @@ test_values(void **state)
         "[smtp]\nunauthenticated = reject\n"
         "[limits]\npreauth_timeout = 5s\nidle_timeout = 2h\nbackend_timeout = 1500ms\n"
         "max_literal = 64k\nrelay_buffer = 1m\n"
-        "[auth]\ncache_ttl = 1m\nrefusal_delay = 0\n"
+        "[auth]\ncache_ttl = 1m\nrefusal_delay = 0\nkdf_threads = 2\n"
         "[web]\ndevice_days = 7\nemail_factor = recovery\nrecovery_wait = 2h\n"
         "[mail]\nrelay = smtps://mx.example.com:465\nfrom = codes@example.com\n");
 
@@ -146,6 +146,7 @@ test_values(void **state)
     assert_int_equal(cfg->relay_high_water, 1024 * 1024);
     assert_int_equal(cfg->cache_ttl_ms, 60000);
     assert_int_equal(cfg->refusal_delay_ms, 0);
+    assert_int_equal(cfg->kdf_threads, 2);
     assert_int_equal(cfg->device_days, 7);
     assert_int_equal(cfg->email_factor, CONFIG_EMAIL_RECOVERY);
     assert_int_equal(cfg->recovery_wait_ms, 2 * 3600 * 1000);
@@ -178,6 +179,8 @@ test_errors_have_file_and_line(void **state)
     expect_error_at("[server]\nworkerz = 2\n", 2, "unknown key");
     expect_error_at("[nosuch]\nx = 1\n", 2, "unknown section");
     expect_error_at("[backend]\nimap = 70000\n", 2, "port");
+    expect_error_at("[auth]\nkdf_threads = 65\n", 2, "kdf_threads");
+    expect_error_at("[auth]\nkdf_threads = -1\n", 2, "kdf_threads");
     expect_error_at("[backend]\n\nimap = abc\n", 3, "port");
     expect_error_at("[server]\nallow_plaintext_auth = maybe\n", 2, "yes or no");
     expect_error_at("[limits]\npreauth_timeout = 5 minutes\n", 2, "duration");
@@ -333,6 +336,7 @@ test_example_config_parses(void **state)
     assert_int_equal(cfg->listeners[CONFIG_L_SMTPS].naddrs, 2);
     assert_int_equal(cfg->listeners[CONFIG_L_IMAPS].naddrs, 1);
     assert_int_equal(cfg->refusal_delay_ms, 2000);
+    assert_int_equal(cfg->kdf_threads, 0);    /* automatic */
     free(cfg);
 }
 
