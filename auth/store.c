@@ -1744,7 +1744,7 @@ store_wechat_bind(struct store *st, const struct store_wechat_binding *b, int64_
     sqlite3_stmt *s;
     struct store_factor f;
     int64_t uid;
-    int rc, r, changed = 0;
+    int rc, r;
 
     if (b->secret_len > STORE_SECRET_MAX)
         return STORE_ERR;
@@ -1754,15 +1754,10 @@ store_wechat_bind(struct store *st, const struct store_wechat_binding *b, int64_
      * one answers the scene, and the binding, the answer and the grant's
      * use stand or fall together. */
     if (b->scene_id > 0) {
-        if ((s = store_stmt(st, S_SCENE_ANSWER)) == NULL)
+        r = store_scene_answer(st, b->scene_id, "confirm", b->openid, now);
+        if (r == STORE_ERR)
             goto fail;
-        sqlite3_bind_int64(s, 1, b->scene_id);
-        store_bind_text(s, 2, "confirm");
-        store_bind_text(s, 3, b->openid);
-        sqlite3_bind_int64(s, 4, now);
-        if (store_exec_changes(st, s, "scene_answer", &changed) != STORE_OK)
-            goto fail;
-        if (changed != 1) {
+        if (r != STORE_OK) {
             store_rollback(st, 1);
             return STORE_GONE;
         }
