@@ -806,16 +806,18 @@ store_factor_get(struct store *st, const char *user, const char *kind,
     return STORE_ERR;
 }
 
-int
-store_factor_list(struct store *st, const char *user, store_factor_cb cb, void *arg)
+/* Calls cb for each factor row that statement id yields for key. */
+static int
+store_factor_rows(struct store *st, enum store_stmt_id id, const char *key, const char *what,
+                  store_factor_cb cb, void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, S_FACTOR_LIST);
+    sqlite3_stmt *s = store_stmt(st, id);
     struct store_factor f;
     int rc;
 
     if (s == NULL)
         return STORE_ERR;
-    store_bind_text(s, 1, user);
+    store_bind_text(s, 1, key);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         store_read_factor(s, &f);
         if (cb(arg, &f) != 0) {
@@ -826,10 +828,16 @@ store_factor_list(struct store *st, const char *user, store_factor_cb cb, void *
     store_done(s);
     OPENSSL_cleanse(&f, sizeof(f));
     if (rc != SQLITE_DONE) {
-        store_log_error(st, "factor_list");
+        store_log_error(st, what);
         return STORE_ERR;
     }
     return STORE_OK;
+}
+
+int
+store_factor_list(struct store *st, const char *user, store_factor_cb cb, void *arg)
+{
+    return store_factor_rows(st, S_FACTOR_LIST, user, "factor_list", cb, arg);
 }
 
 int
@@ -1814,27 +1822,7 @@ fail:
 int
 store_wechat_list(struct store *st, const char *openid, store_factor_cb cb, void *arg)
 {
-    sqlite3_stmt *s = store_stmt(st, S_WX_LIST);
-    struct store_factor f;
-    int rc;
-
-    if (s == NULL)
-        return STORE_ERR;
-    store_bind_text(s, 1, openid);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        store_read_factor(s, &f);
-        if (cb(arg, &f) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    store_done(s);
-    OPENSSL_cleanse(&f, sizeof(f));
-    if (rc != SQLITE_DONE) {
-        store_log_error(st, "wechat_list");
-        return STORE_ERR;
-    }
-    return STORE_OK;
+    return store_factor_rows(st, S_WX_LIST, openid, "wechat_list", cb, arg);
 }
 
 int
