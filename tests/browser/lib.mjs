@@ -359,6 +359,17 @@ export async function bindWechat(page, phone, shot) {
   assert.ok((await page.textContent("#toast")).includes("绑定成功"));
 }
 
+// A new browser context signed in as user (no factor yet) on base, with
+// WeChat bound to phone: {ctx, page}, the page on the settings screen.
+export async function withWechatBound(browser, user, phone, base = BASE) {
+  const ctx = await newContext(browser);
+  const page = await newPage(ctx);
+  await open(page, "#/login", base);
+  assert.equal(await signIn(page, user, USERS[user]), "ok");
+  await bindWechat(page, phone);
+  return { ctx, page };
+}
+
 // Switches the stand-in down (every WeChat API call answers HTTP 500, which
 // mfagate counts as WeChat unreachable) or back up.
 export async function wechatDown(down, base = STANDIN) {

@@ -3,7 +3,7 @@
 // wrong code is refused with the tries left; the right one signs in.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, signOut, bindWechat, enterCode } from "../lib.mjs";
+import { USERS, Phone, launch, checkPage, shooter, signIn, signOut, enterCode, withWechatBound } from "../lib.mjs";
 
 const USER = "wcode";
 let browser;
@@ -13,11 +13,7 @@ after(async () => { await browser?.close(); });
 test("sign in with the mini program's code", async () => {
   const shot = shooter("wechat-code");
   const phone = new Phone("o-wcode-1");
-  const ctx = await newContext(browser);
-  const page = await newPage(ctx);
-  await open(page);
-  assert.equal(await signIn(page, USER, USERS[USER]), "ok");
-  await bindWechat(page, phone);
+  const { ctx, page } = await withWechatBound(browser, USER, phone);
   await signOut(page);
 
   assert.equal(await signIn(page, USER, USERS[USER]), "second_factor");

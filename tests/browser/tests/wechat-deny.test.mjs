@@ -3,7 +3,7 @@
 // cannot be approved afterwards; the new one can.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, bindWechat, scanScene, apiGet } from "../lib.mjs";
+import { USERS, Phone, launch, checkPage, shooter, signIn, scanScene, apiGet, withWechatBound } from "../lib.mjs";
 
 const USER = "wdeny";
 let browser;
@@ -13,11 +13,7 @@ after(async () => { await browser?.close(); });
 test("the phone denies a sign-in; retry with a new QR", async () => {
   const shot = shooter("wechat-deny");
   const phone = new Phone("o-wdeny-1");
-  const ctx = await newContext(browser);
-  const page = await newPage(ctx);
-  await open(page);
-  assert.equal(await signIn(page, USER, USERS[USER]), "ok");
-  await bindWechat(page, phone);
+  const { ctx, page } = await withWechatBound(browser, USER, phone);
   await page.click("#logout");
   await page.waitForSelector("#login-form");
 

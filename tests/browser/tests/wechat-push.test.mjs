@@ -6,7 +6,7 @@
 // pick denies the request; the right one signs in.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, signOut, bindWechat, scanScene } from "../lib.mjs";
+import { USERS, Phone, launch, checkPage, shooter, signIn, signOut, scanScene, withWechatBound } from "../lib.mjs";
 
 const USER = "wpush";
 const OPENID = "o-wpush-1";
@@ -42,11 +42,7 @@ async function received(phone, p) {
 test("send to my WeChat: number matching", async () => {
   const shot = shooter("wechat-push");
   const phone = new Phone(OPENID);
-  const ctx = await newContext(browser);
-  const page = await newPage(ctx);
-  await open(page);
-  assert.equal(await signIn(page, USER, USERS[USER]), "ok");
-  await bindWechat(page, phone);
+  const { ctx, page } = await withWechatBound(browser, USER, phone);
   await signOut(page);
 
   assert.equal(await signIn(page, USER, USERS[USER]), "second_factor");

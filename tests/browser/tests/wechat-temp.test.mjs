@@ -2,7 +2,7 @@
 // device cookie, and the next sign-in from this browser asks again.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, signOut, bindWechat, scanScene } from "../lib.mjs";
+import { USERS, Phone, launch, checkPage, shooter, signIn, signOut, scanScene, withWechatBound } from "../lib.mjs";
 
 const USER = "wtemp";
 let browser;
@@ -12,11 +12,7 @@ after(async () => { await browser?.close(); });
 test("sign in by scan, temporary; the next sign-in asks again", async () => {
   const shot = shooter("wechat-temp");
   const phone = new Phone("o-wtemp-1");
-  const ctx = await newContext(browser);
-  const page = await newPage(ctx);
-  await open(page);
-  assert.equal(await signIn(page, USER, USERS[USER]), "ok");
-  await bindWechat(page, phone);
+  const { ctx, page } = await withWechatBound(browser, USER, phone);
   await signOut(page);
 
   assert.equal(await signIn(page, USER, USERS[USER]), "second_factor");

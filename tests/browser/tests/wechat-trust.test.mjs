@@ -5,7 +5,7 @@
 // next sign-in from this browser skips the second step.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, signOut, bindWechat, scanScene, apiGet } from "../lib.mjs";
+import { USERS, Phone, launch, checkPage, shooter, signIn, signOut, scanScene, apiGet, withWechatBound } from "../lib.mjs";
 
 const USER = "wtrust";
 let browser;
@@ -15,11 +15,7 @@ after(async () => { await browser?.close(); });
 test("sign in by scan with trust; the next sign-in skips the step", async () => {
   const shot = shooter("wechat-trust");
   const phone = new Phone("o-wtrust-1");
-  const ctx = await newContext(browser);
-  const page = await newPage(ctx);
-  await open(page);
-  assert.equal(await signIn(page, USER, USERS[USER]), "ok");
-  await bindWechat(page, phone);
+  const { ctx, page } = await withWechatBound(browser, USER, phone);
   await signOut(page);
 
   assert.equal(await signIn(page, USER, USERS[USER]), "second_factor");

@@ -2,7 +2,7 @@
 // 验证码 tab of the verification, the phone's 6-digit code, then unbound.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, bindWechat, enterCode } from "../lib.mjs";
+import { Phone, launch, checkPage, shooter, enterCode, withWechatBound } from "../lib.mjs";
 
 const USER = "wuncode";
 let browser;
@@ -12,11 +12,7 @@ after(async () => { await browser?.close(); });
 test("unbind WeChat after a verification by code", async () => {
   const shot = shooter("wechat-unbind-code");
   const phone = new Phone("o-wuncode-1");
-  const ctx = await newContext(browser);
-  const page = await newPage(ctx);
-  await open(page);
-  assert.equal(await signIn(page, USER, USERS[USER]), "ok");
-  await bindWechat(page, phone);
+  const { ctx, page } = await withWechatBound(browser, USER, phone);
 
   await page.click("#unbind-wechat");
   await page.waitForSelector("#sf-dialog");

@@ -4,7 +4,7 @@
 // With WeChat the only factor, the second step is then off.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { USERS, Phone, launch, newContext, newPage, checkPage, shooter, open, signIn, signOut, bindWechat, scanScene } from "../lib.mjs";
+import { USERS, Phone, launch, checkPage, shooter, signIn, signOut, scanScene, withWechatBound } from "../lib.mjs";
 
 const USER = "wunscan";
 let browser;
@@ -14,11 +14,7 @@ after(async () => { await browser?.close(); });
 test("unbind WeChat after a verification by scan", async () => {
   const shot = shooter("wechat-unbind-scan");
   const phone = new Phone("o-wunscan-1");
-  const ctx = await newContext(browser);
-  const page = await newPage(ctx);
-  await open(page);
-  assert.equal(await signIn(page, USER, USERS[USER]), "ok");
-  await bindWechat(page, phone);
+  const { ctx, page } = await withWechatBound(browser, USER, phone);
   await shot(page, "bound");
 
   await page.click("#unbind-wechat");
