@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -981,6 +982,17 @@ void
 conn_peer_done(struct conn *c)
 {
     c->flags |= CONN_F_PEER_DONE;
+}
+
+void
+conn_ack_now(struct conn *c)
+{
+    uv_os_fd_t fd;
+    int on = 1;
+
+    /* Not sticky: the kernel goes back to delaying ACKs by itself. */
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
 }
 
 void

@@ -144,6 +144,13 @@ void conn_close(struct conn *c);
  * reset, so only for a peer that has finished its side of the dialogue.
  */
 void conn_peer_done(struct conn *c);
+/*
+ * Acknowledge what was received at once (TCP_QUICKACK).  For a peer that
+ * keeps Nagle's algorithm on and still owes an answer to a command we
+ * pipelined: it holds that answer until its previous one is acknowledged,
+ * and in a request/response rhythm Linux delays that ACK by up to 40 ms.
+ */
+void conn_ack_now(struct conn *c);
 /* Immediate close, drops queued data; on_close once; idempotent, safe after conn_close. */
 void conn_abort(struct conn *c);
 /* 1 once conn_close or conn_abort was called. */

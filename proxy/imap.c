@@ -384,8 +384,11 @@ imap_backend_line(struct session *s, char *line, size_t len)
         OPENSSL_cleanse(b64, sizeof(b64));
         return 0;
     }
-    if (strncmp(line, ltag, strlen(ltag)) != 0)
+    if (strncmp(line, ltag, strlen(ltag)) != 0) {
+        if (strncmp(line, IMAP_BTAG_ID " ", strlen(IMAP_BTAG_ID " ")) == 0)
+            s->backend_answer_due = 1;  /* AUTHENTICATE's, sent with ID */
         return 0;
+    }
     line += strlen(ltag);
     if (strncasecmp(line, "OK", 2) == 0) {
         /* The client is told the post-login capabilities, not the greeting's. */

@@ -326,6 +326,7 @@ pop3_backend_line(struct session *s, char *line, size_t len)
         if (!ok)
             log_warn("session=%" PRIu64 " event=backend_xclient_refused", s->id);
         s->u.pop3.backend_step = POP3_B_AUTH;
+        s->backend_answer_due = 1;      /* AUTH's, sent with XCLIENT */
         return 0;
     case POP3_B_AUTH:
         break;

@@ -759,6 +759,7 @@ session_backend_connect(struct session *s)
         s->inbound ? CONFIG_TLS_NO : s->pw->cfg->backend_tls[s->proto->proto];
 
     s->state = SESSION_BACKEND;
+    s->backend_answer_due = 0;
     s->proto->backend_start(s);
     uv_timer_start(&s->timer, session_timer_cb, s->pw->cfg->backend_timeout_ms, 0);
     b = calloc(1, sizeof(*b));
@@ -917,6 +918,12 @@ session_backend_lines(struct session *s, const char *data, size_t len,
     }
     memmove(s->bbuf, s->bbuf + start, s->bbuf_len - start);
     s->bbuf_len -= start;
+    if (rc == 0 && s->backend_answer_due && s->backend != NULL) {
+        /* Measured with Dovecot's POP3 (XCLIENT + AUTH): without this the
+         * AUTH answer waited 40 ms for our delayed ACK on most logins. */
+        conn_ack_now(s->backend);
+    }
+    s->backend_answer_due = 0;
     return rc;
 }
 

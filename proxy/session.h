@@ -150,6 +150,10 @@ struct session {
     /* Backend bytes of the login dialog not yet split into lines. */
     char *bbuf;
     size_t bbuf_len;
+    /* The protocol read an answer while another one, to a command sent in
+     * the same write, is still due: session_backend_lines acknowledges at
+     * once if it is not in the same read (conn_ack_now). */
+    int backend_answer_due;
 
     union {
         struct imap_session imap;

@@ -208,6 +208,25 @@ def test_client_address_forwarded_with_xclient(mfagate, dovecot, tls_ctx):
                      since=off)
 
 
+def test_xclient_and_auth_answers_do_not_wait_for_a_delayed_ack(mfagate, tls_ctx):
+    # XCLIENT and AUTH leave in one write.  Dovecot's pop3-login sends its two
+    # answers as separate small segments with Nagle's algorithm on, so the
+    # second waits until the first is acknowledged; Linux delays that ACK by
+    # 40 ms in a request/response rhythm unless mfagate acknowledges at once.
+    # This is not a speed measurement: it catches that 40 ms stall, which hit
+    # every other login (a normal login here takes about a millisecond).
+    waits = []
+    for _ in range(12):
+        with pop3s_raw(mfagate, tls_ctx) as c:
+            assert c.cmd("USER alice") == "+OK"
+            t0 = time.monotonic()
+            assert c.cmd("PASS alicepw", timeout=20) == "+OK Logged in."
+            waits.append(time.monotonic() - t0)
+            assert c.cmd("QUIT").startswith("+OK")
+    stalled = [w for w in waits if w >= 0.038]
+    assert len(stalled) <= 1, ["%.1f ms" % (w * 1e3) for w in waits]
+
+
 def test_stls_injection_is_discarded(mfagate, tls_ctx):
     with RawPop3.connect(mfagate.ports["pop3"]) as c:
         c.send(b"STLS\r\nCAPA\r\n")                       # one packet
