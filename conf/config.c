@@ -292,6 +292,23 @@ set_tls_mode(struct config_parse *cp, const char *v, void *field, size_t size)
 }
 
 static int
+set_forward(struct config_parse *cp, const char *v, void *field, size_t size)
+{
+    enum config_forward *f = field;
+    int on;
+
+    if (!strcasecmp(v, "proxy"))
+        *f = CONFIG_FORWARD_PROXY;
+    else if (config_parse_bool(v, &on) == 0)
+        *f = on ? CONFIG_FORWARD_COMMAND : CONFIG_FORWARD_NO;
+    else {
+        config_fail(cp, "expected yes, proxy or no, got \"%s\"", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int
 set_log_level(struct config_parse *cp, const char *v, void *field, size_t size)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
@@ -692,7 +709,7 @@ static const struct config_key config_keys[] = {
     {"backend", "master_user", set_string, F(master_user)},
     {"backend", "master_password", set_string, F(master_password)},
     {"backend", "master_password_file", set_master_password_file, 0, 0},
-    {"backend", "forward_client_addr", set_bool, F(forward_client_addr)},
+    {"backend", "forward_client_addr", set_forward, F(forward_client_addr)},
     {"smtp", "unauthenticated", set_unauth, F(smtp_unauth_relay)},
     {"limits", "preauth_timeout", set_duration, F(preauth_timeout_ms)},
     {"limits", "idle_timeout", set_duration, F(idle_timeout_ms)},
@@ -749,7 +766,20 @@ config_handler(void *user, const char *section, const char *name, const char *va
         k = &config_keys[i];
         if (strcmp(k->section, section) != 0 || strcmp(k->name, name) != 0)
             continue;
-        return k->set(cp, value, (char *)cp->cfg + k->offset, k->size) == 0;
+        if (k->set(cp, value, (char *)cp->cfg + k->offset, k->size) == 0)
+            return 1;
+        if (strstr(cp->msg, name) == NULL && strlen(name) + 3 < sizeof(cp->msg)) {
+            /* "key: message", for a message that does not name its key. */
+            size_t nl = strlen(name), ml = strlen(cp->msg);
+
+            if (nl + 2 + ml >= sizeof(cp->msg))
+                ml = sizeof(cp->msg) - nl - 3;
+            memmove(cp->msg + nl + 2, cp->msg, ml);
+            cp->msg[nl + 2 + ml] = '\0';
+            memcpy(cp->msg, name, nl);
+            memcpy(cp->msg + nl, ": ", 2);
+        }
+        return 0;
     }
     for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
         if (strcmp(config_keys[i].section, section) == 0) {
@@ -797,7 +827,7 @@ config_defaults(struct config *cfg)
     cfg->backend_port[CONFIG_PROTO_SMTP] = 587;
     cfg->backend_smtp_inbound = 25;
     cfg->backend_tls_verify = 1;
-    cfg->forward_client_addr = 1;
+    cfg->forward_client_addr = CONFIG_FORWARD_COMMAND;
     cfg->smtp_unauth_relay = 1;
     cfg->preauth_timeout_ms = 60 * 1000;
     cfg->idle_timeout_ms = 30 * 60 * 1000;
