@@ -27,6 +27,13 @@ enum config_tls_mode {
     CONFIG_TLS_YES,       /* implicit TLS */
 };
 
+/* [backend] forward_client_addr: how the backend learns the client's address. */
+enum config_forward {
+    CONFIG_FORWARD_NO = 0,
+    CONFIG_FORWARD_COMMAND,   /* yes: IMAP ID x-originating-ip, POP3/SMTP XCLIENT */
+    CONFIG_FORWARD_PROXY,     /* proxy: a PROXY protocol v2 header (core/proxyhdr.h) */
+};
+
 enum config_proto {
     CONFIG_PROTO_IMAP = 0,
     CONFIG_PROTO_POP3,
@@ -90,7 +97,7 @@ struct config {
     char backend_ca[PATH_MAX];        /* CA file for that; "" = system store */
     char master_user[CONFIG_NAME_MAX];
     char master_password[CONFIG_SECRET_MAX];
-    int forward_client_addr;          /* IMAP ID / XCLIENT; default yes */
+    enum config_forward forward_client_addr;  /* default CONFIG_FORWARD_COMMAND */
 
     /* [smtp] */
     int smtp_unauth_relay;            /* 1 = relay, 0 = reject */

@@ -269,7 +269,7 @@ imap_backend_send_login(struct session *s)
     char b64[2048], out[2600];
     int n, blen, len = 0;
 
-    if (cfg->forward_client_addr) {
+    if (cfg->forward_client_addr == CONFIG_FORWARD_COMMAND) {
         /* Dovecot takes these from a trusted network (login_trusted_networks),
          * so its logs and its per-address penalties see the real client. */
         n = snprintf(out, sizeof(out),

@@ -32,6 +32,8 @@ enum pop3_backend_step {
     POP3_B_STLS,              /* sent STLS, waiting for +OK */
     POP3_B_TLS,               /* TLS handshake under way */
     POP3_B_XCLIENT,           /* sent XCLIENT + AUTH: XCLIENT's answer first */
+    POP3_B_CAPA,              /* sent CAPA + AUTH after a PROXY header: CAPA's +OK first */
+    POP3_B_CAPA_LIST,         /* CAPA's lines, up to "." */
     POP3_B_AUTH,              /* waiting for AUTH's answer */
 };
 
@@ -265,11 +267,20 @@ pop3_backend_send_login(struct session *s)
     char b64[2048], out[2400];
     int n, len = 0;
 
-    if (s->pw->cfg->forward_client_addr) {
+    if (s->pw->cfg->forward_client_addr == CONFIG_FORWARD_COMMAND) {
         /* Dovecot takes these from a trusted network (login_trusted_networks). */
         len = snprintf(out, sizeof(out), "XCLIENT ADDR=%s PORT=%d SESSION=mfagate-%" PRIx64 "\r\n",
                        s->addr, s->port, s->id);
         s->u.pop3.backend_step = POP3_B_XCLIENT;
+    } else if (s->pw->cfg->forward_client_addr == CONFIG_FORWARD_PROXY) {
+        /*
+         * A server that does not expect the PROXY header reads it as
+         * commands and answers -ERR to them, ahead of AUTH's answer, which
+         * would read as a refusal.  CAPA's +OK in front of AUTH says the
+         * header was taken (in the same write: no round trip more).
+         */
+        len = snprintf(out, sizeof(out), "CAPA\r\n");
+        s->u.pop3.backend_step = POP3_B_CAPA;
     } else {
         s->u.pop3.backend_step = POP3_B_AUTH;
     }
@@ -280,7 +291,7 @@ pop3_backend_send_login(struct session *s)
     }
     len += snprintf(out + len, sizeof(out) - (size_t)len, "AUTH PLAIN %s\r\n", b64);
     OPENSSL_cleanse(b64, sizeof(b64));
-    /* XCLIENT and AUTH leave in one write; the answers come in order. */
+    /* XCLIENT (or CAPA) and AUTH leave in one write; the answers come in order. */
     session_backend_send(s, out, (size_t)len);
     OPENSSL_cleanse(out, sizeof(out));
 }
@@ -327,6 +338,20 @@ pop3_backend_line(struct session *s, char *line, size_t len)
             log_warn("session=%" PRIu64 " event=backend_xclient_refused", s->id);
         s->u.pop3.backend_step = POP3_B_AUTH;
         s->backend_answer_due = 1;      /* AUTH's, sent with XCLIENT */
+        return 0;
+    case POP3_B_CAPA:
+        if (!ok) {
+            log_warn("session=%" PRIu64 " event=backend_proxy_header_refused", s->id);
+            session_backend_fail(s, "PROXY header not taken");
+            return -1;
+        }
+        s->u.pop3.backend_step = POP3_B_CAPA_LIST;
+        return 0;
+    case POP3_B_CAPA_LIST:
+        if (strcmp(line, ".") == 0) {
+            s->u.pop3.backend_step = POP3_B_AUTH;
+            s->backend_answer_due = 1;      /* AUTH's, sent with CAPA */
+        }
         return 0;
     case POP3_B_AUTH:
         break;

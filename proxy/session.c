@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/proxyhdr.h"
 #include "core/util.h"
 #include "proxy/sasl.h"
 
@@ -746,6 +747,25 @@ session_backend_connected(struct conn *c, int status)
     s->proto->backend_up(s);
 }
 
+/*
+ * forward_client_addr = proxy: the PROXY v2 header leaves first, before the
+ * greeting and before any TLS (queued until the connect completes): the
+ * client's address, and the address of ours that it connected to.
+ */
+static void
+session_backend_proxyhdr(struct session *s)
+{
+    struct sockaddr_storage local;
+    unsigned char hdr[PROXYHDR_V2_MAX];
+    int len = sizeof(local), n;
+
+    if (uv_tcp_getsockname(&s->client.tcp, (struct sockaddr *)&local, &len) != 0)
+        memset(&local, 0, sizeof(local));
+    n = proxyhdr_v2_text(s->addr, s->port, (const struct sockaddr *)&local, hdr, sizeof(hdr));
+    if (n < 0 || conn_write(s->backend, hdr, (size_t)n) < 0)
+        session_backend_fail(s, "write failed");
+}
+
 static void
 session_backend_connect(struct session *s)
 {
@@ -779,8 +799,12 @@ session_backend_connect(struct session *s)
     /* Implicit TLS: we speak first.  Otherwise the backend greets first, and
      * its greeting is what says the connection is up. */
     if ((mode == CONFIG_TLS_YES ? conn_connect(b, addr, session_backend_connected)
-                                : conn_connect_greeted(b, addr, session_backend_connected)) != 0)
+                                : conn_connect_greeted(b, addr, session_backend_connected)) != 0) {
         session_backend_fail(s, "connect failed");
+        return;
+    }
+    if (s->pw->cfg->forward_client_addr == CONFIG_FORWARD_PROXY)
+        session_backend_proxyhdr(s);
 }
 
 void

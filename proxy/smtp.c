@@ -354,7 +354,7 @@ smtp_backend_xclient(struct session *s)
     char line[400];
     int n;
 
-    if (!s->pw->cfg->forward_client_addr || s->u.smtp.xclient_sent ||
+    if (s->pw->cfg->forward_client_addr != CONFIG_FORWARD_COMMAND || s->u.smtp.xclient_sent ||
         !(e->ext & SMTP_EXT_XCLIENT) || !(e->xclient & SMTP_XCLIENT_ADDR))
         return 0;
     n = snprintf(line, sizeof(line), "XCLIENT ADDR=%s", s->addr);

@@ -733,6 +733,8 @@ api_login(struct web_worker *ww, struct http_request *req)
     const struct config *cfg = ww->cfg;
     const char *user, *pass;
     struct api_login *l = NULL;
+    struct backend_check_client client;
+    struct sockaddr_storage local;
     uint64_t until = 0;
     int failures = 0, r;
     cJSON *body;
@@ -759,8 +761,13 @@ api_login(struct web_worker *ww, struct http_request *req)
                            "Too many failed sign-ins. Please try again later.");
         goto done;
     }
+    client.addr = req->peer;
+    client.port = req->peer_port;
+    client.local = NULL;
+    if (cfg->forward_client_addr == CONFIG_FORWARD_PROXY && http_local_addr(req, &local) == 0)
+        client.local = (const struct sockaddr *)&local;
     r = backend_check_start(ww->loop, cfg, (const struct sockaddr *)&ww->sh->backend_imap,
-                            aw->tls_client, l->user, pass, req->peer, api_login_checked, l,
+                            aw->tls_client, l->user, pass, &client, api_login_checked, l,
                             &l->bc);
     if (r != 0) {
         if (r == UV_EINVAL) {

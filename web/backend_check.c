@@ -19,6 +19,7 @@
 
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/proxyhdr.h"
 #include "core/util.h"
 #include "proxy/sasl.h"
 
@@ -127,7 +128,7 @@ bc_send_login(struct backend_check *bc)
     char b64[2048], out[2600];
     int n, len = 0;
 
-    if (bc->cfg->forward_client_addr && bc->client_addr[0] != '\0') {
+    if (bc->cfg->forward_client_addr == CONFIG_FORWARD_COMMAND && bc->client_addr[0] != '\0') {
         n = snprintf(out, sizeof(out),
                      "W1 ID (\"x-originating-ip\" \"%s\" \"x-session-ext-id\" \"mfagate-web\")\r\n",
                      bc->client_addr);
@@ -299,8 +300,8 @@ bc_connected(struct conn *c, int status)
 int
 backend_check_start(uv_loop_t *loop, const struct config *cfg, const struct sockaddr *addr,
                     SSL_CTX *tls_client, const char *user, const char *pass,
-                    const char *client_addr, backend_check_cb cb, void *arg,
-                    struct backend_check **out)
+                    const struct backend_check_client *client, backend_check_cb cb,
+                    void *arg, struct backend_check **out)
 {
     struct backend_check *bc;
     int r;
@@ -319,7 +320,7 @@ backend_check_start(uv_loop_t *loop, const struct config *cfg, const struct sock
     bc->arg = arg;
     util_strlcpy(bc->user, user, sizeof(bc->user));
     util_strlcpy(bc->pass, pass, sizeof(bc->pass));
-    util_strlcpy(bc->client_addr, client_addr ? client_addr : "", sizeof(bc->client_addr));
+    util_strlcpy(bc->client_addr, client->addr ? client->addr : "", sizeof(bc->client_addr));
     /* A client address that would break out of the quoted string is left out. */
     if (strpbrk(bc->client_addr, "\"\\\r\n") != NULL)
         bc->client_addr[0] = '\0';
@@ -345,6 +346,18 @@ backend_check_start(uv_loop_t *loop, const struct config *cfg, const struct sock
         bc->cb = NULL;
         bc_finish(bc, BACKEND_CHECK_UNAVAILABLE, "connect");
         return r;
+    }
+    if (cfg->forward_client_addr == CONFIG_FORWARD_PROXY) {
+        /* The header leaves first (queued until the connect completes). */
+        unsigned char hdr[PROXYHDR_V2_MAX];
+        int n = proxyhdr_v2_text(bc->client_addr, client->port, client->local, hdr,
+                                 sizeof(hdr));
+
+        if (n < 0 || (r = conn_write(&bc->conn, hdr, (size_t)n)) != 0) {
+            bc->cb = NULL;
+            bc_finish(bc, BACKEND_CHECK_UNAVAILABLE, "write");
+            return r != 0 ? r : UV_EINVAL;
+        }
     }
     *out = bc;
     return 0;

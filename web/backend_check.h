@@ -29,6 +29,13 @@ struct backend_check;
 /* Called once on the loop thread (never from inside backend_check_start). */
 typedef void (*backend_check_cb)(void *arg, enum backend_check_result result);
 
+/* The browser, for the backend's logs and limits (ID, or the PROXY header). */
+struct backend_check_client {
+    const char *addr;                /* its address as text, or "" */
+    int port;                        /* its port, or 0 */
+    const struct sockaddr *local;    /* the address of ours it connected to, or NULL */
+};
+
 /*
  * Starts a check.  tls_client is needed (borrowed) when cfg->backend_tls
  * for IMAP is not "no".  On 0, cb runs exactly once unless
@@ -36,8 +43,8 @@ typedef void (*backend_check_cb)(void *arg, enum backend_check_result result);
  */
 int backend_check_start(uv_loop_t *loop, const struct config *cfg, const struct sockaddr *addr,
                         SSL_CTX *tls_client, const char *user, const char *pass,
-                        const char *client_addr, backend_check_cb cb, void *arg,
-                        struct backend_check **out);
+                        const struct backend_check_client *client, backend_check_cb cb,
+                        void *arg, struct backend_check **out);
 
 /* The caller lost interest: cb will not run; the connection is dropped. */
 void backend_check_cancel(struct backend_check *bc);

@@ -94,6 +94,7 @@ struct http_conn {
     int metrics_proto;
     unsigned served;
     char peer[64];
+    int peer_port;
     char *in;
     size_t in_len, in_pos, in_cap;
     struct http_req *req;
@@ -190,6 +191,15 @@ http_pct_decode(const char *in, size_t len, char *out, size_t outlen, int plus_s
         return -1;
     out[o] = '\0';
     return (long)o;
+}
+
+int
+http_local_addr(const struct http_request *req, struct sockaddr_storage *out)
+{
+    int len = sizeof(*out);
+
+    memset(out, 0, sizeof(*out));
+    return uv_tcp_getsockname(&req->conn->c.tcp, (struct sockaddr *)out, &len);
 }
 
 const char *
@@ -428,6 +438,7 @@ http_req_new(struct http_conn *hc)
     r->pub.conn = hc;
     r->pub.tls = hc->tls;
     util_strlcpy(r->pub.peer, hc->peer, sizeof(r->pub.peer));
+    r->pub.peer_port = hc->peer_port;
     util_strlcpy(r->logpath, "-", sizeof(r->logpath));
     r->pub.id = hc->srv->id_base | ++hc->srv->next_id;
     return r;
@@ -1372,7 +1383,7 @@ http_server_accept(struct http_server *srv, uv_stream_t *listener, SSL_CTX *tls_
 
     rc = conn_accept(listener, &hc->c);
     if (rc == 0) {
-        conn_peer_addr(&hc->c, hc->peer, sizeof(hc->peer), NULL);
+        conn_peer_addr(&hc->c, hc->peer, sizeof(hc->peer), &hc->peer_port);
         rc = tls_ctx != NULL ? conn_tls_server(&hc->c, tls_ctx, http_conn_tls_done)
                              : conn_read_start(&hc->c);
     }

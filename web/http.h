@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 #include <uv.h>
@@ -42,6 +43,7 @@ struct http_request {
     char *body;          /* NUL-terminated (the NUL is not counted) */
     size_t body_len;
     char peer[64];       /* the client's address (no port) */
+    int peer_port;       /* and its port */
     int tls;             /* arrived over TLS */
     uint64_t id;         /* for logs */
 
@@ -53,6 +55,9 @@ struct http_request {
 
 /* A header's value (first of that name, case-insensitive), or NULL. */
 const char *http_header(const struct http_request *req, const char *name);
+
+/* The address of ours the client connected to (getsockname); 0 or negative. */
+int http_local_addr(const struct http_request *req, struct sockaddr_storage *out);
 
 /* A cookie's value from the Cookie header(s) into out; 0, or -1 if absent or too long. */
 int http_cookie(const struct http_request *req, const char *name, char *out, size_t outlen);

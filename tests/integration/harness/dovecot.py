@@ -39,6 +39,15 @@ Facts this config relies on (Dovecot 2.3.19, measured here):
   `process_min_avail`), imap/pop3 processes are reused, auth cache on.
 - Submission relays to a small local SMTP sink (smtpsink.py) running in this
   Python process; its messages land in DIR/sink/.
+- Opt-in `haproxy=True`: imap, pop3 and submission each get a second
+  inet_listener with `haproxy = yes` on its own port (ports["imap_haproxy"],
+  ["pop3_haproxy"], ["submission_haproxy"]) and `haproxy_trusted_networks =
+  127.0.0.0/8`.  Such a listener expects a HAProxy PROXY header (v1 or v2)
+  as the first bytes of every connection; Dovecot then logs the header's
+  source as rip=... (and its destination as lip=...).  Without a header it
+  greets nobody and drops the connection after `haproxy_timeout` (3 s by
+  default; the `haproxy_timeout` argument sets it).  proxy_v2_header() builds
+  a v2 header.  The normal listeners stay as they are.
 
 Also a program for the demo:
     dovecot.py --dir DIR [--imap-port N ...] [--master-password S]
@@ -47,6 +56,7 @@ SIGINT/SIGTERM.
 """
 import argparse
 import grp
+import ipaddress
 import os
 import pwd
 import re
@@ -55,6 +65,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -98,11 +109,33 @@ def make_traversable(path):
         path = parent
 
 
-def wait_greeting(host, port, prefix, timeout):
-    """Connects and reads one line; True if it starts with prefix."""
+# The 12-byte signature that opens every PROXY protocol v2 header.
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2_header(src=None, dst=None, command="PROXY"):
+    """A HAProxy PROXY protocol v2 header (bytes).  src and dst are (address,
+    port) pairs, both IPv4 or both IPv6 (TCP over that family); command
+    "LOCAL" (src/dst ignored) says that the connection is the proxy's own
+    (a health check): the receiver keeps the real peer address."""
+    if command == "LOCAL":
+        return PROXY_V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)
+    sa, da = ipaddress.ip_address(src[0]), ipaddress.ip_address(dst[0])
+    if sa.version != da.version:
+        raise ValueError("source and destination of different families")
+    fam = 0x11 if sa.version == 4 else 0x21          # TCP over IPv4 / IPv6
+    body = sa.packed + da.packed + struct.pack("!HH", src[1], dst[1])
+    return PROXY_V2_SIGNATURE + bytes([0x21, fam]) + struct.pack("!H", len(body)) + body
+
+
+def wait_greeting(host, port, prefix, timeout, first=b""):
+    """Connects, sends `first` (if any), reads one line; True if it starts
+    with prefix."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.settimeout(timeout)
+            if first:
+                s.sendall(first)
             data = b""
             while b"\n" not in data:
                 chunk = s.recv(4096)
@@ -122,11 +155,16 @@ class Dovecot:
     """One Dovecot instance in its own directory, on free loopback ports."""
 
     PROTOCOLS = ("imap", "pop3", "submission")
+    # With haproxy=True: the port names of the PROXY-protocol listeners.
+    HAPROXY_PORTS = tuple(p + "_haproxy" for p in PROTOCOLS)
 
     def __init__(self, directory, users=None, master_password=None,
-                 ports=None, extra_conf="", sink=True, host="127.0.0.1"):
+                 ports=None, extra_conf="", sink=True, host="127.0.0.1",
+                 haproxy=False, haproxy_timeout=None):
         self.dir = os.path.abspath(directory)
         self.host = host
+        self.haproxy = bool(haproxy)
+        self.haproxy_timeout = haproxy_timeout   # e.g. "3 secs"; None: Dovecot's
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.master_user = MASTER_USER
         self.master_password = master_password or secrets.token_hex(12)
@@ -180,6 +218,12 @@ class Dovecot:
         self._write_secret("master-password", self.master_password + "\n", -1)
         if not self.ports:
             self.ports = dict(zip(self.PROTOCOLS, free_ports(len(self.PROTOCOLS))))
+        if self.haproxy:
+            missing = [p for p in self.HAPROXY_PORTS if p not in self.ports]
+            taken = set(self.ports.values())
+            extra = [p for p in free_ports(len(missing) + len(taken))
+                     if p not in taken][:len(missing)]
+            self.ports.update(zip(missing, extra))
         if self._want_sink and self.sink is None:
             self.sink = SmtpSink(os.path.join(self.dir, "sink")).start()
         self.base_dir = tempfile.mkdtemp(prefix="dc-", dir="/tmp")
@@ -207,6 +251,7 @@ class Dovecot:
         d = self.dir
         chroot = "" if os.geteuid() != 0 else "login"
         sink_port = self.sink.port if self.sink else 25
+        hp = self._haproxy_conf()
         return f"""\
 # Written by tests/integration/harness/dovecot.py; standalone (no
 # /etc/dovecot). Loopback only, high ports, its own base_dir and state_dir.
@@ -283,14 +328,14 @@ postmaster_address = postmaster@localhost
 submission_relay_host = 127.0.0.1
 submission_relay_port = {sink_port}
 submission_relay_connect_timeout = 5 secs
-
+{hp["global"]}
 service imap-login {{
   chroot = {chroot}
   inet_listener imap {{
     address = {self.host}
     port = {self.ports["imap"]}
   }}
-  inet_listener imaps {{
+{hp["imap"]}  inet_listener imaps {{
     port = 0
   }}
   service_count = 0
@@ -304,7 +349,7 @@ service pop3-login {{
     address = {self.host}
     port = {self.ports["pop3"]}
   }}
-  inet_listener pop3s {{
+{hp["pop3"]}  inet_listener pop3s {{
     port = 0
   }}
   service_count = 0
@@ -318,7 +363,7 @@ service submission-login {{
     address = {self.host}
     port = {self.ports["submission"]}
   }}
-  service_count = 0
+{hp["submission"]}  service_count = 0
   client_limit = 1000
   vsz_limit = 1G
 }}
@@ -348,6 +393,24 @@ protocol pop3 {{
 {self.extra_conf}
 """
 
+    def _haproxy_conf(self):
+        """Config fragments for haproxy=True (all empty otherwise): "global",
+        and one extra inet_listener per protocol."""
+        out = {"global": "", "imap": "", "pop3": "", "submission": ""}
+        if not self.haproxy:
+            return out
+        out["global"] = ("# PROXY protocol (v1/v2) on the *_haproxy listeners below.\n"
+                         "haproxy_trusted_networks = 127.0.0.0/8\n")
+        if self.haproxy_timeout:
+            out["global"] += "haproxy_timeout = %s\n" % self.haproxy_timeout
+        for proto in self.PROTOCOLS:
+            out[proto] = ("  inet_listener %s_haproxy {\n"
+                          "    address = %s\n"
+                          "    port = %d\n"
+                          "    haproxy = yes\n"
+                          "  }\n" % (proto, self.host, self.ports[proto + "_haproxy"]))
+        return out
+
     # -- run --------------------------------------------------------------
 
     def start(self, timeout=20.0):
@@ -372,8 +435,13 @@ protocol pop3 {{
             err.close()
         deadline = time.monotonic() + timeout
         wanted = {"imap": b"* OK", "pop3": b"+OK", "submission": b"220"}
-        for proto, prefix in wanted.items():
-            while not wait_greeting(self.host, self.ports[proto], prefix, 2.0):
+        checks = [(proto, prefix, b"") for proto, prefix in wanted.items()]
+        if self.haproxy:
+            # These greet only after a PROXY header: a LOCAL one (no address).
+            local = proxy_v2_header(command="LOCAL")
+            checks += [(proto + "_haproxy", prefix, local) for proto, prefix in wanted.items()]
+        for proto, prefix, first in checks:
+            while not wait_greeting(self.host, self.ports[proto], prefix, 2.0, first):
                 if self.proc.poll() is not None:
                     raise DovecotError("dovecot exited with %s:\n%s"
                                        % (self.proc.returncode, self.log_tail()))
@@ -498,7 +566,8 @@ protocol pop3 {{
             "DOVECOT_MASTER_PASSWORD_FILE=%s" % self.master_password_file,
             "DOVECOT_LOG=%s" % self.log_path,
             "DOVECOT_PID=%d" % (self.proc.pid if self.proc else 0),
-        ]
+        ] + ["DOVECOT_%s_PORT=%d" % (name.upper(), self.ports[name])
+             for name in self.HAPROXY_PORTS if self.haproxy]
 
 
 def main():
@@ -510,6 +579,8 @@ def main():
     ap.add_argument("--submission-port", type=int, default=0)
     ap.add_argument("--master-password",
                     help="default: the one in DIR/master-password, else random")
+    ap.add_argument("--haproxy", action="store_true",
+                    help="also PROXY-protocol listeners (DOVECOT_*_HAPROXY_PORT)")
     args = ap.parse_args()
 
     directory = os.path.abspath(args.dir)
@@ -526,7 +597,7 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
 
-    dc = Dovecot(directory, master_password=mpw, ports=ports)
+    dc = Dovecot(directory, master_password=mpw, ports=ports, haproxy=args.haproxy)
     try:
         dc.start()
         lines = dc.env_lines()

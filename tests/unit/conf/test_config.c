@@ -86,8 +86,32 @@ test_defaults(void **state)
     assert_string_equal(cfg->mail_from, "mfagate@localhost");
     assert_int_equal(cfg->email_factor, CONFIG_EMAIL_SECOND_FACTOR);
     assert_int_equal(cfg->recovery_wait_ms, 24ULL * 3600 * 1000);
+    assert_int_equal(cfg->forward_client_addr, CONFIG_FORWARD_COMMAND);
     assert_string_equal(cfg->listeners[CONFIG_L_IMAPS].key, "imaps");
     assert_int_equal(cfg->listeners[CONFIG_L_IMAPS].naddrs, 0);
+    free(cfg);
+}
+
+/* yes (ID / XCLIENT), no, and proxy (a PROXY v2 header); the booleans' spellings too. */
+static void
+test_forward_client_addr(void **state)
+{
+    static const struct {
+        const char *v;
+        enum config_forward want;
+    } cases[] = {
+        {"yes", CONFIG_FORWARD_COMMAND}, {"on", CONFIG_FORWARD_COMMAND},
+        {"no", CONFIG_FORWARD_NO},       {"false", CONFIG_FORWARD_NO},
+        {"proxy", CONFIG_FORWARD_PROXY}, {"PROXY", CONFIG_FORWARD_PROXY},
+    };
+    struct config *cfg = malloc(sizeof(*cfg));
+    char err[512], line[64];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(line, sizeof(line), "forward_client_addr = %s\n", cases[i].v);
+        assert_int_equal(config_load(write_conf(line), cfg, err, sizeof(err)), 0);
+        assert_int_equal(cfg->forward_client_addr, cases[i].want);
+    }
     free(cfg);
 }
 
@@ -187,6 +211,7 @@ test_errors_have_file_and_line(void **state)
     expect_error_at("[listen]\nimap = localhost:143\n", 2, "numeric address");
     expect_error_at("[listen]\nimap = 127.0.0.1\n", 2, "numeric address");
     expect_error_at("[backend]\nimap_tls = sometimes\n", 2, "starttls");
+    expect_error_at("[backend]\nforward_client_addr = haproxy\n", 2, "yes, proxy or no");
     expect_error_at("[server]\nthis line is not a key\n", 2, "syntax");
     expect_error_at("[limits]\nmax_line = 0\n", 2, "size");
     expect_error_at("[smtp]\nunauthenticated = maybe\n", 2, "relay or reject");
@@ -362,6 +387,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test_setup_teardown(test_minimal_and_relative_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forward_client_addr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_have_file_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_key_checks, setup, teardown),
