@@ -18,7 +18,7 @@ bash "$repo/scripts/setup.sh" --bench >/dev/null
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cmake -S "$repo" -B "$bdir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$bdir" -j2 --target mfa-loadgen mfa-fastback >/dev/null
+cmake --build "$bdir" -j2 --target mfa-loadgen mfa-fastback mfa-hog >/dev/null
 mfagate="${MFAGATE_BIN:-}"
 if [ -z "$mfagate" ]; then
   if cmake --build "$bdir" -j2 --target mfagate >"$bdir/mfagate-build.log" 2>&1; then
@@ -39,7 +39,7 @@ py_pid=""
 cleanup() { [ -n "$py_pid" ] && kill -TERM "$py_pid" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
 /usr/bin/python3 "$here/bench.py" --loadgen "$bdir/bench/mfa-loadgen" \
-  --fastback "$bdir/bench/mfa-fastback" --mfagate "$mfagate" "$@" &
+  --fastback "$bdir/bench/mfa-fastback" --hog "$bdir/bench/mfa-hog" --mfagate "$mfagate" "$@" &
 py_pid=$!
 wait "$py_pid"
 rc=$?
