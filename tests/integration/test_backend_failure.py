@@ -2,6 +2,8 @@
 import socket
 import time
 
+import pytest
+
 from rawimap import RawImap, login_line
 
 
@@ -38,12 +40,15 @@ def test_backend_stopped_then_started(fresh_dovecot, make_mfagate, tls_ctx):
         assert c.cmd("t STARTTLS")[1].startswith("t OK")
 
 
-def test_backend_closed_port(make_mfagate, tls_ctx):
+# proxy: the PROXY header is written before the connect completes (queued),
+# and that write meets the refusal too.
+@pytest.mark.parametrize("forward", ["yes", "proxy"])
+def test_backend_closed_port(make_mfagate, tls_ctx, forward):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()                                   # nothing listens here now
-    mg = make_mfagate(overrides={"backend": {"imap": port}})
+    mg = make_mfagate(overrides={"backend": {"imap": port, "forward_client_addr": forward}})
     with RawImap.connect(mg.ports["imaps"], tls=tls_ctx) as c:
         unavailable(c, "l1", bound=5 + 3)
         assert c.cmd("n1 NOOP")[1].startswith("n1 OK")
